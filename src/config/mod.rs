@@ -1,0 +1,560 @@
+//! Configuration: the YAML schema (`schema`), humane units (`units`), source positions
+//! (`locate`), and the runtime [`Config`] built once per load. A load either yields a
+//! complete, validated `Config` or every problem found, each as `FILE:LINE:COL: message`.
+
+pub mod locate;
+pub mod schema;
+pub mod units;
+
+use crate::auth::{hash_key, Tenant, TenantTable};
+use crate::route::{Route, RouteTable};
+use crate::upstream::{Endpoint, KeyPool, Secret, Timeouts, Upstream, UpstreamKey};
+use locate::{Locator, Path as YPath};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A listening address with its socket and keepalive settings.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub tcp_keepalive: Option<Duration>,
+    pub fastopen: Option<usize>,
+    pub reuseport: Option<bool>,
+    pub keepalive_idle: Duration,
+    pub keepalive_max_requests: u32,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub addr: SocketAddr,
+    pub token: Option<Secret>,
+}
+
+/// Process-level settings (mapped onto Pingora's `ServerConf`).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub error_log: Option<String>,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+/// The runtime configuration: everything validated, compiled and resolved.
+#[derive(Debug)]
+pub struct Config {
+    pub source: PathBuf,
+    pub loaded_at: SystemTime,
+    pub server: ServerSettings,
+    pub listeners: Vec<Listener>,
+    pub admin: Option<Admin>,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub routes: RouteTable,
+    pub max_body: u64,
+    pub tenants: TenantTable,
+    pub access_log: LogTarget,
+    /// Things that are allowed but worth a warning (printed by `-t`, logged at start).
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Read, parse and validate `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read config: {e}"),
+            }])
+        })?;
+        Config::from_str(&text, path)
+    }
+
+    /// Parse and validate `text`, reporting positions against `path`.
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let parsed: schema::File = match serde_yaml::from_str(text) {
+            Ok(f) => f,
+            Err(e) => return Err(ConfigErrors(vec![serde_error(&file, &e)])),
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut b = Builder {
+            file,
+            locator: Locator::new(text),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            base,
+        };
+        let cfg = b.build(parsed, path);
+        if b.errors.is_empty() {
+            Ok(cfg)
+        } else {
+            b.errors.sort_by_key(|e| (e.line, e.col));
+            Err(ConfigErrors(b.errors))
+        }
+    }
+}
+
+fn serde_error(file: &str, e: &serde_yaml::Error) -> ConfigError {
+    let mut message = e.to_string();
+    // serde_yaml appends " at line L column C"; we print the position up front instead.
+    if let Some(i) = message.rfind(" at line ") {
+        message.truncate(i);
+    }
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1));
+    ConfigError {
+        file: file.to_string(),
+        line,
+        col,
+        message,
+    }
+}
+
+struct Builder {
+    file: String,
+    locator: Locator,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+    /// Relative `file:` secrets are resolved against the current directory first, then
+    /// the config's directory.
+    base: PathBuf,
+}
+
+impl Builder {
+    fn err(&mut self, at: &YPath, message: impl Into<String>) {
+        let pos = self.locator.find(at);
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line: pos.line,
+            col: pos.col,
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, at: &YPath, message: impl Into<String>) {
+        let pos = self.locator.find(at);
+        self.warnings.push(format!(
+            "{}:{}:{}: warning: {}",
+            self.file,
+            pos.line,
+            pos.col,
+            message.into()
+        ));
+    }
+
+    fn read_file_secret(&mut self, at: &YPath, p: &str) -> Option<String> {
+        let mut candidates = vec![PathBuf::from(p)];
+        if Path::new(p).is_relative() {
+            candidates.push(self.base.join(p));
+        }
+        let mut last_err = None;
+        for c in candidates {
+            match std::fs::read_to_string(&c) {
+                Ok(s) => {
+                    let v = s.trim().to_string();
+                    if v.is_empty() {
+                        self.err(at, format!("secret file `{p}` is empty"));
+                        return None;
+                    }
+                    return Some(v);
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let e = last_err.map(|e| e.to_string()).unwrap_or_default();
+        self.err(at, format!("cannot read secret file `{p}`: {e}"));
+        None
+    }
+
+    /// Resolve an `{env: NAME}` / `{file: PATH}` secret.
+    fn secret(&mut self, at: &YPath, env: &Option<String>, file: &Option<String>) -> Option<String> {
+        match (env, file) {
+            (Some(name), None) => match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                Ok(_) => {
+                    self.err(&at.key("env"), format!("environment variable `{name}` is empty"));
+                    None
+                }
+                Err(_) => {
+                    self.err(&at.key("env"), format!("environment variable `{name}` is not set"));
+                    None
+                }
+            },
+            (None, Some(p)) => self.read_file_secret(&at.key("file"), p),
+            (Some(_), Some(_)) => {
+                self.err(at, "give either `env` or `file`, not both");
+                None
+            }
+            (None, None) => {
+                self.err(at, "a secret needs `env: NAME` or `file: PATH` (secrets are never written inline)");
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, at: &YPath, d: Duration) -> Duration {
+        if d.is_zero() {
+            self.err(at, "must be greater than zero");
+        }
+        d
+    }
+
+    fn socket_addr(&mut self, at: &YPath, s: &str) -> Option<SocketAddr> {
+        match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(at, format!("invalid address `{s}` (write IP:PORT, e.g. 0.0.0.0:8080)"));
+                None
+            }
+        }
+    }
+
+    fn build(&mut self, f: schema::File, path: &Path) -> Config {
+        let root = YPath::root();
+
+        // server
+        let sp = root.key("server");
+        if f.server.threads == 0 || f.server.threads > 1024 {
+            self.err(&sp.key("threads"), "threads must be between 1 and 1024");
+        }
+        let server = ServerSettings {
+            threads: f.server.threads.max(1),
+            grace_period: f.server.grace_period.0,
+            pid_file: f.server.pid_file.clone(),
+            upgrade_sock: f.server.upgrade_sock.clone(),
+            error_log: f.server.error_log.clone(),
+        };
+
+        // listeners
+        let lp = root.key("listeners");
+        if f.listeners.is_empty() {
+            self.err(&lp, "at least one listener is needed (e.g. `listeners: [{addr: 0.0.0.0:8080}]`)");
+        }
+        let mut listeners = Vec::new();
+        for (i, l) in f.listeners.iter().enumerate() {
+            let at = lp.idx(i);
+            let Some(addr) = self.socket_addr(&at.key("addr"), &l.addr) else {
+                continue;
+            };
+            if listeners.iter().any(|x: &Listener| x.addr == addr) {
+                self.err(&at.key("addr"), format!("listener {addr} is listed twice"));
+            }
+            listeners.push(Listener {
+                addr,
+                tcp_keepalive: l.tcp.keepalive.map(|d| d.0),
+                fastopen: l.tcp.fastopen,
+                reuseport: l.tcp.reuseport,
+                keepalive_idle: l.keepalive.idle.0,
+                keepalive_max_requests: l.keepalive.max_requests,
+            });
+        }
+
+        // admin
+        let admin = f.admin.as_ref().and_then(|a| {
+            let at = root.key("admin");
+            let addr = self.socket_addr(&at.key("addr"), &a.addr)?;
+            if listeners.iter().any(|l| l.addr == addr) {
+                self.err(&at.key("addr"), "the admin address must differ from the listeners");
+            }
+            let token = match &a.token {
+                Some(t) => self.secret(&at.key("token"), &t.env, &t.file).map(Secret::new),
+                None => None,
+            };
+            Some(Admin { addr, token })
+        });
+
+        // upstreams
+        let up = root.key("upstreams");
+        if f.upstreams.is_empty() {
+            self.err(&up, "at least one upstream is needed");
+        }
+        let mut upstreams = Vec::new();
+        let mut names = Vec::new();
+        for (name, u) in &f.upstreams {
+            let at = up.key(name);
+            let mut endpoints = Vec::new();
+            if u.endpoints.is_empty() {
+                self.err(&at.key("endpoints"), "an upstream needs at least one endpoint");
+            }
+            for (i, e) in u.endpoints.iter().enumerate() {
+                match Endpoint::parse(&e.url) {
+                    Ok(ep) => endpoints.push(ep),
+                    Err(m) => self.err(&at.key("endpoints").idx(i).key("url"), m),
+                }
+            }
+            let mut keys = Vec::new();
+            for (i, k) in u.keys.iter().enumerate() {
+                let kat = at.key("keys").idx(i);
+                if k.weight == 0 {
+                    self.err(&kat.key("weight"), "weight must be at least 1");
+                }
+                if let Some(v) = self.secret(&kat, &k.env, &k.file) {
+                    if let Err(m) = check_header_value(&v) {
+                        self.err(&kat, format!("upstream key is not a valid header value: {m}"));
+                    }
+                    keys.push(UpstreamKey {
+                        id: k.id.clone().unwrap_or_else(|| format!("{name}-{i}")),
+                        secret: Secret::new(v),
+                        weight: k.weight.max(1),
+                    });
+                }
+            }
+            if u.keys.is_empty() {
+                self.warn(&at, format!("upstream `{name}` has no keys: requests are forwarded without credentials"));
+            }
+            if !u.tls.verify {
+                self.warn(&at.key("tls").key("verify"), "TLS certificate verification is OFF for this upstream: anyone on the path can read your traffic and keys");
+            }
+            if let Some(ca) = &u.tls.ca_file {
+                if std::fs::metadata(ca).is_err() {
+                    self.err(&at.key("tls").key("ca_file"), format!("cannot read CA file `{ca}`"));
+                }
+            }
+            if let Err(m) = check_header_value(&u.anthropic_version) {
+                self.err(&at.key("anthropic_version"), m);
+            }
+            let mut set_headers = Vec::new();
+            for (k, v) in &u.set_headers {
+                let hat = at.key("set_headers").key(k);
+                let lower = k.to_ascii_lowercase();
+                if http::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                    self.err(&hat, format!("`{k}` is not a valid header name"));
+                } else if matches!(lower.as_str(), "x-api-key" | "authorization" | "host" | "content-length" | "transfer-encoding" | "connection") {
+                    self.err(&hat, format!("`{k}` cannot be set here (credentials come from `keys`, framing headers from sluice)"));
+                }
+                if let Err(m) = check_header_value(v) {
+                    self.err(&hat, m);
+                }
+                set_headers.push((lower, v.clone()));
+            }
+            let t = &u.timeouts;
+            let tp = at.key("timeouts");
+            let timeouts = Timeouts {
+                connect: self.positive(&tp.key("connect"), t.connect.0),
+                tls: self.positive(&tp.key("tls"), t.tls.0),
+                first_byte: self.positive(&tp.key("first_byte"), t.first_byte.0),
+                idle: self.positive(&tp.key("idle"), t.idle.0),
+                total: self.positive(&tp.key("total"), t.total.0),
+            };
+            names.push(name.clone());
+            upstreams.push(Arc::new(Upstream {
+                name: name.clone(),
+                endpoints,
+                keys: KeyPool::new(keys),
+                auth: u.auth,
+                anthropic_version: u.anthropic_version.clone(),
+                set_headers,
+                timeouts,
+                pool_idle: u.pool.idle.0,
+                pool_size: u.pool.size,
+                verify_tls: u.tls.verify,
+                ca_file: u.tls.ca_file.clone(),
+                http2: u.http2,
+            }));
+        }
+
+        // routes
+        let rp = root.key("routes");
+        if f.routes.is_empty() {
+            self.err(&rp, "no routes: every request would be refused with 404");
+        }
+        let mut routes = Vec::new();
+        for (i, r) in f.routes.iter().enumerate() {
+            let at = rp.idx(i);
+            if !r.path.starts_with('/') {
+                self.err(&at.key("path"), format!("route path `{}` must start with /", r.path));
+            }
+            let mut methods = Vec::new();
+            for (j, m) in r.methods.iter().enumerate() {
+                let upper = m.to_ascii_uppercase();
+                if !matches!(upper.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") {
+                    self.err(&at.key("methods").idx(j), format!("unknown HTTP method `{m}`"));
+                }
+                methods.push(upper);
+            }
+            let upstream = match names.iter().position(|n| *n == r.upstream) {
+                Some(i) => i,
+                None => {
+                    self.err(
+                        &at.key("upstream"),
+                        format!("route names unknown upstream `{}` (defined: {})", r.upstream, if names.is_empty() { "none".to_string() } else { names.join(", ") }),
+                    );
+                    0
+                }
+            };
+            routes.push(Route {
+                path: r.path.clone(),
+                prefix: r.prefix,
+                methods,
+                upstream,
+            });
+        }
+
+        // limits
+        if f.limits.max_body.0 == 0 {
+            self.err(&root.key("limits").key("max_body"), "max_body must be greater than zero");
+        }
+
+        // tenants
+        let tp = root.key("tenants");
+        let mut tenants = TenantTable::default();
+        let mut seen_names: Vec<&str> = Vec::new();
+        for (i, t) in f.tenants.iter().enumerate() {
+            let at = tp.idx(i);
+            if t.name.trim().is_empty() {
+                self.err(&at.key("name"), "tenant name must not be empty");
+            } else if seen_names.contains(&t.name.as_str()) {
+                self.err(&at.key("name"), format!("tenant `{}` is defined twice", t.name));
+            }
+            seen_names.push(&t.name);
+            if t.keys.is_empty() {
+                self.err(&at.key("keys"), "a tenant needs at least one key (`sluice keygen --tenant NAME` makes one)");
+            }
+            let mut digests = Vec::new();
+            for (j, k) in t.keys.iter().enumerate() {
+                let kat = at.key("keys").idx(j);
+                match (&k.sha256, &k.env, &k.file) {
+                    (Some(h), None, None) => match hex::decode(h.trim()) {
+                        Ok(b) if b.len() == 32 => {
+                            let mut d = [0u8; 32];
+                            d.copy_from_slice(&b);
+                            digests.push(d);
+                        }
+                        _ => self.err(&kat.key("sha256"), "sha256 must be 64 hex characters (the output of `sluice keygen`)"),
+                    },
+                    (None, env, file) if env.is_some() || file.is_some() => {
+                        if let Some(v) = self.secret(&kat, env, file) {
+                            digests.push(hash_key(v.as_bytes()));
+                        }
+                    }
+                    _ => self.err(&kat, "a tenant key needs exactly one of `sha256`, `env` or `file`"),
+                }
+            }
+            let mut ip_allow = Vec::new();
+            for (j, c) in t.ip_allow.iter().enumerate() {
+                match parse_cidr(c) {
+                    Some(n) => ip_allow.push(n),
+                    None => self.err(&at.key("ip_allow").idx(j), format!("invalid CIDR `{c}` (write e.g. 203.0.113.0/24 or 10.1.2.3)")),
+                }
+            }
+            for (j, m) in t.models.iter().enumerate() {
+                if m.trim().is_empty() {
+                    self.err(&at.key("models").idx(j), "model pattern must not be empty");
+                }
+            }
+            let tenant = Tenant {
+                name: t.name.clone(),
+                biz: t.biz.clone(),
+                ip_allow,
+                models: t.models.clone(),
+            };
+            if let Err(owner) = tenants.add(tenant, &digests) {
+                self.err(&at.key("keys"), format!("a key of tenant `{}` is already used by tenant `{owner}`", t.name));
+            }
+        }
+        if f.tenants.is_empty() {
+            self.warn(&tp, "no tenants: every request will be refused with 401");
+        }
+
+        // logging
+        let access_log = match f.logging.access.path.as_str() {
+            "stdout" | "-" => LogTarget::Stdout,
+            "off" | "" => LogTarget::Off,
+            p => {
+                let pb = PathBuf::from(p);
+                let parent = pb.parent().map(Path::to_path_buf).unwrap_or_default();
+                if !parent.as_os_str().is_empty() && !parent.is_dir() {
+                    self.err(
+                        &root.key("logging").key("access").key("path"),
+                        format!("access log directory `{}` does not exist", parent.display()),
+                    );
+                }
+                LogTarget::File(pb)
+            }
+        };
+
+        Config {
+            source: path.to_path_buf(),
+            loaded_at: SystemTime::now(),
+            server,
+            listeners,
+            admin,
+            upstreams,
+            routes: RouteTable { routes },
+            max_body: f.limits.max_body.0,
+            tenants,
+            access_log,
+            warnings: std::mem::take(&mut self.warnings),
+        }
+    }
+}
+
+fn check_header_value(v: &str) -> Result<(), String> {
+    if v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        Ok(())
+    } else {
+        Err("value must be printable ASCII without line breaks".into())
+    }
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`10.1.2.3`, meaning /32 or /128).
+pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<ipnet::IpNet>() {
+        return Some(n.trunc());
+    }
+    s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from)
+}
+
+#[cfg(test)]
+mod tests;

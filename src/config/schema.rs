@@ -1,0 +1,279 @@
+//! The YAML file as written by operators (SPEC §3). Every struct rejects unknown keys;
+//! every key has a default. Nothing here is used at request time: `build` turns it into
+//! the runtime [`crate::config::Config`].
+
+use super::units::{Dur, Size};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct File {
+    pub server: Server,
+    pub listeners: Vec<Listener>,
+    pub admin: Option<Admin>,
+    pub upstreams: BTreeMap<String, Upstream>,
+    pub routes: Vec<Route>,
+    pub limits: Limits,
+    pub tenants: Vec<Tenant>,
+    pub logging: Logging,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub threads: usize,
+    pub grace_period: Dur,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub error_log: Option<String>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            threads: 2,
+            grace_period: Dur(std::time::Duration::from_secs(30)),
+            pid_file: "/tmp/sluice.pid".into(),
+            upgrade_sock: "/tmp/sluice_upgrade.sock".into(),
+            error_log: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub addr: String,
+    #[serde(default)]
+    pub tcp: ListenerTcp,
+    #[serde(default)]
+    pub keepalive: DownstreamKeepalive,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerTcp {
+    pub keepalive: Option<Dur>,
+    pub fastopen: Option<usize>,
+    pub reuseport: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownstreamKeepalive {
+    pub idle: Dur,
+    pub max_requests: u32,
+}
+
+impl Default for DownstreamKeepalive {
+    fn default() -> Self {
+        DownstreamKeepalive {
+            idle: Dur(std::time::Duration::from_secs(75)),
+            max_requests: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub addr: String,
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+/// Where a secret comes from. Secrets are never written inline in the file.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub keys: Vec<UpstreamKey>,
+    #[serde(default)]
+    pub auth: AuthStyle,
+    #[serde(default)]
+    pub tls: UpstreamTls,
+    #[serde(default = "default_version")]
+    pub anthropic_version: String,
+    #[serde(default)]
+    pub set_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub pool: Pool,
+    #[serde(default)]
+    pub http2: bool,
+}
+
+fn default_version() -> String {
+    "2023-06-01".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamKey {
+    pub env: Option<String>,
+    pub file: Option<String>,
+    /// A name for the key in logs and metrics (defaults to `<upstream>-<index>`).
+    pub id: Option<String>,
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthStyle {
+    #[default]
+    XApiKey,
+    Bearer,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTls {
+    pub ca_file: Option<String>,
+    pub verify: bool,
+}
+
+impl Default for UpstreamTls {
+    fn default() -> Self {
+        UpstreamTls {
+            ca_file: None,
+            verify: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect: Dur,
+    pub tls: Dur,
+    pub first_byte: Dur,
+    pub idle: Dur,
+    pub total: Dur,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        use std::time::Duration as D;
+        Timeouts {
+            connect: Dur(D::from_secs(5)),
+            tls: Dur(D::from_secs(10)),
+            first_byte: Dur(D::from_secs(60)),
+            idle: Dur(D::from_secs(300)),
+            total: Dur(D::from_secs(15 * 60)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pool {
+    pub size: usize,
+    pub idle: Dur,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            size: 128,
+            idle: Dur(std::time::Duration::from_secs(60)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub path: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    pub upstream: String,
+    #[serde(default)]
+    pub prefix: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_body: Size,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: Size(32 << 20),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    pub name: String,
+    pub keys: Vec<TenantKey>,
+    pub biz: Option<String>,
+    #[serde(default)]
+    pub ip_allow: Vec<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+/// A tenant key: its SHA-256 (hex), or for local setups the key itself from env/file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantKey {
+    pub sha256: Option<String>,
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    pub access: AccessLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLog {
+    /// `stdout`, `off`, or a file path (appended to).
+    pub path: String,
+    pub format: LogFormat,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            path: "stdout".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+}

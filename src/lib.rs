@@ -1,0 +1,21 @@
+//! sluice — a gateway for the Anthropic Claude API on Pingora.
+//!
+//! Pure logic (`config`, `route`, `auth`, `sse`, `usage`, `peek`, `error`, `upstream`)
+//! has no Pingora types and is tested beside the code; `proxy` (the `ProxyHttp` hooks),
+//! `relay` (the upstream exchange), `admin` and `server` glue it to Pingora.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod keygen;
+pub mod mock;
+pub mod observe;
+pub mod peek;
+pub mod proxy;
+pub mod relay;
+pub mod route;
+pub mod server;
+pub mod sse;
+pub mod upstream;
+pub mod usage;

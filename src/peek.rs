@@ -1,0 +1,52 @@
+//! A cheap look at a request body: the `model` and `stream` fields, for policy and logs.
+//! The body itself is forwarded untouched.
+
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// What sluice needs to know about a request body.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RequestPeek {
+    pub model: Option<String>,
+    pub stream: bool,
+    /// The body parsed as a JSON object.
+    pub valid_json: bool,
+}
+
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// Read `model` and `stream` from a JSON body; anything unparsable yields defaults.
+pub fn peek_request(body: &[u8]) -> RequestPeek {
+    match serde_json::from_slice::<Fields<'_>>(body) {
+        Ok(f) => RequestPeek {
+            model: f.model.map(Cow::into_owned),
+            stream: f.stream.unwrap_or(false),
+            valid_json: true,
+        },
+        Err(_) => RequestPeek::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peeks() {
+        let p = peek_request(br#"{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi \"x\""}]}"#);
+        assert_eq!(p.model.as_deref(), Some("claude-sonnet-4-5"));
+        assert!(p.stream);
+        assert!(p.valid_json);
+        let p = peek_request(br#"{"messages":[],"model":"m\u00e9"}"#);
+        assert_eq!(p.model.as_deref(), Some("mé"));
+        assert!(!p.stream);
+        assert_eq!(peek_request(b"not json"), RequestPeek::default());
+        assert_eq!(peek_request(br#"{"model": 5}"#), RequestPeek::default());
+    }
+}

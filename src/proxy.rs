@@ -1,0 +1,366 @@
+//! The Pingora `ProxyHttp` glue: a per-request [`Ctx`], and thin hooks that delegate to
+//! `route`, `auth`, `relay` and `observe`. sluice answers every request from
+//! `request_filter` (it drives the upstream exchange itself, see `relay`), so Pingora's
+//! own upstream hooks are never reached.
+
+use crate::auth::{presented_key, AuthFailure, Tenant};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::observe::access_log::{now_rfc3339, AccessLog, AccessRecord};
+use crate::observe::{client_request_id, new_request_id};
+use crate::relay::{upstream_request, Failure, Relay};
+use crate::route::RouteMatch;
+use crate::usage::Usage;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything known about one request, from arrival to the access log line.
+pub struct Ctx {
+    pub cfg: Option<Arc<Config>>,
+    pub request_id: String,
+    pub start: Instant,
+    pub client_ip: Option<IpAddr>,
+    pub route: Option<String>,
+    pub tenant: Option<Arc<Tenant>>,
+    pub model: Option<String>,
+    pub stream: bool,
+    /// Status sent to the client (0 = none yet).
+    pub status: u16,
+    /// `x-sluice-reason` of a gateway-made answer.
+    pub reason: Option<&'static str>,
+    pub upstream: Option<String>,
+    pub endpoint: Option<String>,
+    pub key_id: Option<String>,
+    pub upstream_status: Option<u16>,
+    pub upstream_started: Option<Instant>,
+    /// Time spent waiting on the upstream (connect, first byte, body reads).
+    pub upstream_wait: Duration,
+    pub first_byte_at: Option<Instant>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub usage: Usage,
+    pub error: Option<String>,
+}
+
+impl Ctx {
+    fn new() -> Self {
+        Ctx {
+            cfg: None,
+            request_id: String::new(),
+            start: Instant::now(),
+            client_ip: None,
+            route: None,
+            tenant: None,
+            model: None,
+            stream: false,
+            status: 0,
+            reason: None,
+            upstream: None,
+            endpoint: None,
+            key_id: None,
+            upstream_status: None,
+            upstream_started: None,
+            upstream_wait: Duration::ZERO,
+            first_byte_at: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            usage: Usage::default(),
+            error: None,
+        }
+    }
+}
+
+/// The gateway: current config, upstream relay, access log.
+pub struct Gateway {
+    pub config: Arc<ArcSwap<Config>>,
+    relay: Relay,
+    access_log: AccessLog,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<ArcSwap<Config>>, access_log: AccessLog) -> Self {
+        let pool = config
+            .load()
+            .upstreams
+            .iter()
+            .map(|u| u.pool_size)
+            .sum::<usize>()
+            .max(1);
+        Gateway {
+            config,
+            relay: Relay::new(pool),
+            access_log,
+        }
+    }
+
+    /// Route, authenticate, read the body, forward.
+    async fn handle(&self, session: &mut Session, ctx: &mut Ctx, cfg: &Config) -> Result<(), Failure> {
+        let req = session.req_header();
+        let method = req.method.as_str();
+        let path = req.uri.path();
+
+        let route = match cfg.routes.find(method, path) {
+            RouteMatch::Found(r) => r,
+            RouteMatch::NotFound => {
+                return Err(Failure::Gateway(GatewayError::RouteNotFound {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                }))
+            }
+            RouteMatch::MethodNotAllowed(allow) => {
+                return Err(Failure::Gateway(GatewayError::MethodNotAllowed {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    allow: allow.join(", "),
+                }))
+            }
+        };
+        ctx.route = Some(route.path.clone());
+
+        let key = presented_key(
+            req.headers.get("x-api-key").map(|v| v.as_bytes()),
+            req.headers.get("authorization").map(|v| v.as_bytes()),
+        );
+        let tenant = match cfg.tenants.authenticate(key) {
+            Ok(t) => t.clone(),
+            Err(AuthFailure::Missing) => return Err(Failure::Gateway(GatewayError::MissingKey)),
+            Err(AuthFailure::Invalid) => return Err(Failure::Gateway(GatewayError::InvalidKey)),
+        };
+        ctx.tenant = Some(tenant.clone());
+        if !tenant.ip_allowed(ctx.client_ip) {
+            return Err(Failure::Gateway(GatewayError::IpNotAllowed));
+        }
+
+        let body = read_body(session, cfg.max_body).await?;
+        ctx.bytes_in = body.len() as u64;
+        if !body.is_empty() {
+            let peek = crate::peek::peek_request(&body);
+            ctx.model = peek.model;
+            ctx.stream = peek.stream;
+            if !tenant.models.is_empty() && !tenant.model_allowed(ctx.model.as_deref()) {
+                return Err(Failure::Gateway(GatewayError::ModelNotAllowed(
+                    ctx.model.clone().unwrap_or_else(|| "(none)".into()),
+                )));
+            }
+        }
+
+        let Some(up) = cfg.upstreams.get(route.upstream) else {
+            return Err(Failure::Gateway(GatewayError::Internal));
+        };
+        ctx.upstream = Some(up.name.clone());
+        let Some(ep) = up.endpoints.first() else {
+            return Err(Failure::Gateway(GatewayError::UpstreamUnavailable));
+        };
+        let key = up.keys.pick();
+        ctx.key_id = key.map(|k| k.id.clone());
+        let ureq = upstream_request(session.req_header(), up, ep, key, &ctx.request_id, body.len())
+            .map_err(|_| Failure::Gateway(GatewayError::InvalidBody("request headers could not be forwarded".into())))?;
+        self.relay.forward(session, ctx, up, ureq, body).await
+    }
+
+    /// Write a gateway-made error (Anthropic shape + `x-sluice-reason`).
+    async fn respond_error(&self, session: &mut Session, ctx: &mut Ctx, e: &GatewayError) -> Result<()> {
+        if session.response_written().is_some() {
+            return Ok(());
+        }
+        let body = e.body(&ctx.request_id);
+        let mut resp = ResponseHeader::build(e.status(), Some(8))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("x-sluice-reason", e.reason())?;
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header("request-id", ctx.request_id.as_str())?;
+        if let GatewayError::MethodNotAllowed { allow, .. } = e {
+            resp.insert_header("allow", allow.as_str())?;
+        }
+        if matches!(e, GatewayError::BodyTooLarge { .. } | GatewayError::BodyRead(_)) {
+            // The rest of the body was not read: the connection cannot be reused.
+            session.set_keepalive(None);
+            resp.insert_header("connection", "close")?;
+        }
+        ctx.status = e.status();
+        ctx.reason = Some(e.reason());
+        if ctx.error.is_none() && e.status() >= 500 {
+            ctx.error = Some(e.to_string());
+        }
+        ctx.bytes_out += body.len() as u64;
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Read the whole request body, refusing (without reading further) anything over `max`.
+async fn read_body(session: &mut Session, max: u64) -> Result<Bytes, Failure> {
+    let too_large = || Failure::Gateway(GatewayError::BodyTooLarge { limit: max });
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    loop {
+        let chunk = session.read_request_body().await.map_err(|e| {
+            Failure::Gateway(GatewayError::BodyRead(e.etype().as_str().to_string()))
+        })?;
+        let Some(chunk) = chunk else { break };
+        let have = first.as_ref().map_or(0, Bytes::len) + rest.len();
+        if (have + chunk.len()) as u64 > max {
+            return Err(too_large());
+        }
+        match &first {
+            None if rest.is_empty() => first = Some(chunk),
+            _ => {
+                if let Some(f) = first.take() {
+                    rest.reserve(declared.unwrap_or(0) as usize);
+                    rest.extend_from_slice(&f);
+                }
+                rest.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(match first {
+        Some(f) => f,
+        None => rest.freeze(),
+    })
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new()
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        ctx.start = Instant::now();
+        ctx.request_id = client_request_id(
+            session
+                .req_header()
+                .headers
+                .get("x-request-id")
+                .map(|v| v.as_bytes()),
+        )
+        .unwrap_or_else(new_request_id);
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let cfg = self.config.load_full();
+        if !session.is_process_shutting_down() {
+            let local = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
+            let idle = cfg
+                .listeners
+                .iter()
+                .find(|l| Some(l.addr.port()) == local)
+                .or(cfg.listeners.first())
+                .map(|l| l.keepalive_idle.as_secs().max(1));
+            session.set_keepalive(idle);
+        }
+        ctx.cfg = Some(cfg);
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let Some(cfg) = ctx.cfg.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "no config snapshot");
+        };
+        match self.handle(session, ctx, &cfg).await {
+            Ok(()) => Ok(true),
+            Err(Failure::Gateway(e)) => {
+                self.respond_error(session, ctx, &e).await?;
+                Ok(true)
+            }
+            Err(Failure::Abort(e)) => Err(e),
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // Every request is answered in request_filter; reaching here is a bug.
+        Error::e_explain(ErrorType::InternalError, "sluice drives upstream exchanges itself")
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let mut code = 0;
+        if session.response_written().is_none() {
+            let ge = match (e.esource(), e.etype()) {
+                (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => None,
+                (ErrorSource::Downstream, _) => Some(GatewayError::BodyRead(e.etype().as_str().to_string())),
+                _ => Some(GatewayError::Internal),
+            };
+            if let Some(ge) = ge {
+                code = ge.status();
+                if self.respond_error(session, ctx, &ge).await.is_err() {
+                    code = 0;
+                }
+            }
+        }
+        if ctx.error.is_none() {
+            ctx.error = Some(e.etype().as_str().to_string());
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _e: &Error) -> bool {
+        // Broken streams and client disconnects are recorded in the access log.
+        ctx.error.is_some()
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if !self.access_log.enabled() {
+            return;
+        }
+        let total = ctx.start.elapsed();
+        let req = session.req_header();
+        let tenant = ctx.tenant.as_deref();
+        let rec = AccessRecord {
+            ts: now_rfc3339(),
+            request_id: &ctx.request_id,
+            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            route: ctx.route.as_deref(),
+            tenant: tenant.map(|t| t.name.as_str()),
+            biz: tenant.and_then(|t| t.biz.as_deref()),
+            status: ctx.status,
+            reason: ctx.reason,
+            model: ctx.model.as_deref(),
+            stream: ctx.stream,
+            upstream: ctx.upstream.as_deref(),
+            endpoint: ctx.endpoint.as_deref(),
+            key_id: ctx.key_id.as_deref(),
+            bytes_in: ctx.bytes_in,
+            bytes_out: ctx.bytes_out,
+            duration_ms: ms(total),
+            ttfb_ms: ctx.first_byte_at.map(|t| ms(t - ctx.start)),
+            upstream_ms: ms(ctx.upstream_wait),
+            overhead_ms: ms(total.saturating_sub(ctx.upstream_wait)),
+            usage: (ctx.usage != Usage::default()).then_some(ctx.usage),
+            error: ctx.error.as_deref(),
+        };
+        self.access_log.write(&rec);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}

@@ -1,0 +1,108 @@
+//! Builds and runs the Pingora server from a loaded [`Config`]: process settings,
+//! the proxy service on every listener, and the admin service.
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::observe::access_log::AccessLog;
+use crate::proxy::Gateway;
+use arc_swap::ArcSwap;
+use pingora::apps::http_app::HttpServer;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::TcpSocketOptions;
+use pingora::protocols::TcpKeepalive;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the process was asked to start.
+pub struct RunOptions {
+    pub daemon: bool,
+    pub upgrade: bool,
+}
+
+fn server_conf(cfg: &Config, daemon: bool) -> ServerConf {
+    let s = &cfg.server;
+    let mut conf = ServerConf {
+        threads: s.threads,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        error_log: s.error_log.clone(),
+        daemon,
+        ..ServerConf::default()
+    };
+    let grace = s.grace_period.as_secs().max(1);
+    conf.grace_period_seconds = Some(grace);
+    conf.graceful_shutdown_timeout_seconds = Some(grace);
+    conf
+}
+
+fn socket_options(l: &crate::config::Listener) -> TcpSocketOptions {
+    let mut o = TcpSocketOptions::default();
+    o.tcp_fastopen = l.fastopen;
+    o.so_reuseport = l.reuseport;
+    o.tcp_keepalive = l.tcp_keepalive.map(|idle| TcpKeepalive {
+        idle,
+        interval: Duration::from_secs(10),
+        count: 5,
+        #[cfg(target_os = "linux")]
+        user_timeout: Duration::ZERO,
+    });
+    o
+}
+
+/// Start serving `cfg` and never return.
+pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&cfg, opts.daemon));
+    server.bootstrap();
+
+    let access_log = AccessLog::start(&cfg.access_log)
+        .map_err(|e| format!("cannot open access log {:?}: {e}", cfg.access_log))?;
+    let listeners = cfg.listeners.clone();
+    let admin = cfg.admin.clone();
+    let source = cfg.source.display().to_string();
+    let shared = Arc::new(ArcSwap::from_pointee(cfg));
+
+    let gateway = Gateway::new(shared.clone(), access_log);
+    let mut server_options = HttpServerOptions::default();
+    server_options.keepalive_request_limit = listeners
+        .iter()
+        .map(|l| l.keepalive_max_requests)
+        .min()
+        .filter(|n| *n > 0);
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
+        .name("sluice")
+        .server_options(server_options)
+        .build();
+    for l in &listeners {
+        proxy.add_tcp_with_settings(&l.addr.to_string(), socket_options(l));
+    }
+    server.add_service(proxy);
+
+    if let Some(a) = admin {
+        let mut svc = Service::new(
+            "sluice-admin".to_string(),
+            HttpServer::new_app(AdminApp {
+                config: shared.clone(),
+            }),
+        );
+        svc.add_tcp(&a.addr.to_string());
+        server.add_service(svc);
+    }
+
+    let addrs: Vec<String> = listeners.iter().map(|l| l.addr.to_string()).collect();
+    log::info!("sluice {} serving {source} on {}", env!("CARGO_PKG_VERSION"), addrs.join(", "));
+    server.run_forever()
+}

@@ -1,0 +1,171 @@
+//! Upstreams as the request path sees them: endpoints (parsed URLs), the pool of
+//! upstream keys, and per-upstream settings. Pure Rust; `relay` turns an endpoint into
+//! a Pingora peer.
+
+mod keys;
+
+pub use keys::{KeyPool, UpstreamKey};
+
+use crate::config::schema::AuthStyle;
+use std::time::Duration;
+
+/// A secret string (upstream key, admin token). Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    /// The value, for putting on the wire. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One upstream base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL as configured (label in logs).
+    pub url: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// A path prefix without trailing slash (`""` or `/anthropic`).
+    pub base_path: String,
+}
+
+impl Endpoint {
+    /// Parse `http(s)://host[:port][/base/path]`.
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("endpoint url `{url}` must start with http:// or https://"));
+        };
+        if rest.contains('?') || rest.contains('#') {
+            return Err(format!("endpoint url `{url}` must not have a query or fragment"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(format!(
+                "endpoint url `{url}` must not carry credentials; use upstream keys"
+            ));
+        }
+        let (host, port) = split_host_port(authority)
+            .ok_or_else(|| format!("endpoint url `{url}` has an invalid host or port"))?;
+        let port = port.unwrap_or(if tls { 443 } else { 80 });
+        Ok(Endpoint {
+            url: url.to_string(),
+            tls,
+            host: host.to_string(),
+            port,
+            base_path: path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The `Host` header value.
+    pub fn host_header(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+fn split_host_port(a: &str) -> Option<(&str, Option<u16>)> {
+    if a.is_empty() {
+        return None;
+    }
+    if let Some(rest) = a.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = &rest[..end];
+        let after = &rest[end + 1..];
+        return match after.strip_prefix(':') {
+            Some(p) => Some((host, Some(p.parse().ok()?))),
+            None if after.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match a.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => Some((h, Some(p.parse().ok()?))),
+        Some(_) => None,
+        None => Some((a, None)),
+    }
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub tls: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+/// An upstream: where to send a routed request and how.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    pub keys: KeyPool,
+    pub auth: AuthStyle,
+    /// `anthropic-version` sent when the client sent none.
+    pub anthropic_version: String,
+    /// Extra headers set on every upstream request.
+    pub set_headers: Vec<(String, String)>,
+    pub timeouts: Timeouts,
+    pub pool_idle: Duration,
+    pub pool_size: usize,
+    pub verify_tls: bool,
+    pub ca_file: Option<String>,
+    pub http2: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_endpoints() {
+        let e = Endpoint::parse("https://api.anthropic.com").unwrap();
+        assert_eq!((e.tls, e.host.as_str(), e.port, e.base_path.as_str()), (true, "api.anthropic.com", 443, ""));
+        assert_eq!(e.host_header(), "api.anthropic.com");
+        let e = Endpoint::parse("http://127.0.0.1:8081/anthropic/").unwrap();
+        assert_eq!((e.tls, e.host.as_str(), e.port, e.base_path.as_str()), (false, "127.0.0.1", 8081, "/anthropic"));
+        assert_eq!(e.host_header(), "127.0.0.1:8081");
+        let e = Endpoint::parse("http://[::1]:9000").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 9000));
+        assert_eq!(e.host_header(), "[::1]:9000");
+        assert!(Endpoint::parse("ftp://x").is_err());
+        assert!(Endpoint::parse("https://").is_err());
+        assert!(Endpoint::parse("https://h:notaport").is_err());
+        assert!(Endpoint::parse("https://user:pw@h").is_err());
+        assert!(Endpoint::parse("https://h/x?y=1").is_err());
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("sk-ant-very-secret".into());
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+}
