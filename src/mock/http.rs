@@ -72,7 +72,7 @@ pub(crate) async fn serve_connection(ctx: Arc<Ctx>, mut stream: TcpStream) {
                 out.clear();
                 api::bad_request(&ctx, status, message, &mut out);
                 let _ = stream.write_all(&out).await;
-                let _ = stream.shutdown().await;
+                lingering_close(&mut stream).await;
                 return;
             }
             Err(e) => {
@@ -81,6 +81,26 @@ pub(crate) async fn serve_connection(ctx: Arc<Ctx>, mut stream: TcpStream) {
             }
         }
     }
+}
+
+/// Half-closes the connection, then drains what the client still sends for a
+/// short while, so unread request bytes don't turn the close into a reset that
+/// could destroy the error response before the client reads it.
+async fn lingering_close(stream: &mut TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut scratch = [0u8; 8192];
+        let mut budget = MAX_BODY;
+        while budget > 0 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
 }
 
 /// Reads more bytes into `buf`; `Ok(0)` on EOF.
@@ -372,7 +392,8 @@ pub(crate) enum BodyLen {
 }
 
 /// Appends a response head to `out`: status line, the common Anthropic-like
-/// headers, `extra` headers, framing and connection headers, blank line.
+/// headers, `extra` headers, framing and connection headers (from `conn`),
+/// blank line.
 pub(crate) fn write_head(
     out: &mut Vec<u8>,
     status: u16,
@@ -380,8 +401,7 @@ pub(crate) fn write_head(
     content_type: &str,
     extra: &[(&str, &str)],
     len: BodyLen,
-    keep_alive: bool,
-    http10: bool,
+    conn: Meta,
 ) {
     use std::io::Write;
     let _ = write!(
@@ -403,9 +423,9 @@ pub(crate) fn write_head(
         BodyLen::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyLen::UntilClose => {}
     }
-    if !keep_alive {
+    if !conn.keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
-    } else if http10 {
+    } else if conn.http10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
