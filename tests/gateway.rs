@@ -391,21 +391,43 @@ async fn keys_never_leak_into_responses_or_logs() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn keepalive_connections_are_reused() {
+#[test]
+fn downstream_keepalive_serves_many_requests_on_one_connection() {
+    use std::io::{BufRead, BufReader, Read, Write};
     let (_mock, url) = start_mock();
     let gw = start_gateway(&url);
-    let c = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(1).build().unwrap();
-    for i in 0..20 {
-        let r = c
-            .post(gw.url("/v1/messages/count_tokens"))
-            .header("x-api-key", TENANT_KEY)
-            .json(&serde_json::json!({"model":"claude-sonnet-4-5","messages":[{"role":"user","content":format!("n{i}")}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let b: serde_json::Value = r.json().await.unwrap();
-        assert!(b["input_tokens"].as_u64().is_some());
+    let sock = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = sock.try_clone().unwrap();
+    let mut r = BufReader::new(sock);
+    for i in 0..5 {
+        let body = format!(r#"{{"model":"claude-sonnet-4-5","messages":[{{"role":"user","content":"n{i}"}}]}}"#);
+        write!(
+            w,
+            "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: x\r\nx-api-key: {TENANT_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "request {i}: {status}");
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            assert!(!lower.starts_with("connection: close"), "{line}");
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        assert!(len > 0);
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["input_tokens"].as_u64().is_some());
     }
 }

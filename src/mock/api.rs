@@ -211,7 +211,15 @@ fn json_response(
     body: &[u8],
     meta: Meta,
 ) {
-    write_head(out, status, id, JSON, extra, BodyLen::Fixed(body.len()), meta);
+    write_head(
+        out,
+        status,
+        id,
+        JSON,
+        extra,
+        BodyLen::Fixed(body.len()),
+        meta,
+    );
     out.extend_from_slice(body);
 }
 
@@ -316,15 +324,11 @@ pub(crate) async fn handle(
     if let Some(key) = req.header("x-mock-require-key") {
         let key = key.trim();
         let by_api_key = req.header("x-api-key").map(str::trim) == Some(key);
-        let by_bearer = req
-            .header("authorization")
-            .map(str::trim)
-            .and_then(|v| {
-                v.get(..7)
-                    .filter(|p| p.eq_ignore_ascii_case("bearer "))
-                    .map(|_| v[7..].trim())
-            })
-            == Some(key);
+        let by_bearer = req.header("authorization").map(str::trim).and_then(|v| {
+            v.get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .map(|_| v[7..].trim())
+        }) == Some(key);
         if !(by_api_key || by_bearer) {
             error_response(out, 401, id, None, meta);
             write_out(stream, out).await?;
@@ -385,9 +389,7 @@ fn parse_create(body: &[u8]) -> Result<CreateRequest<'_>, String> {
     }
     match &parsed.messages {
         None => return Err("messages: Field required".into()),
-        Some(m) if m.is_empty() => {
-            return Err("messages: at least one message is required".into())
-        }
+        Some(m) if m.is_empty() => return Err("messages: at least one message is required".into()),
         Some(_) => {}
     }
     if parsed.max_tokens == Some(0) {
@@ -488,8 +490,25 @@ struct Reply {
 }
 
 impl Reply {
-    fn build(user_text: &str, body_bytes: Option<u64>, min_words: usize, max_tokens: Option<u64>) -> Reply {
+    fn build(
+        user_text: &str,
+        body_bytes: Option<u64>,
+        min_words: usize,
+        max_tokens: Option<u64>,
+    ) -> Reply {
         let mut text = reply_text(user_text);
+        // `max_tokens` cuts the natural reply; the header-driven padding below
+        // is explicit test intent and is not capped.
+        let mut stop_reason = "end_turn";
+        if let Some(max) = max_tokens {
+            let max = usize::try_from(max).unwrap_or(usize::MAX);
+            let starts = word_starts(&text);
+            if starts.len() > max {
+                text.truncate(starts[max]);
+                text.truncate(text.trim_end().len());
+                stop_reason = "max_tokens";
+            }
+        }
         if let Some(n) = body_bytes {
             pad_to_bytes(&mut text, (n as usize).min(MAX_BODY));
         }
@@ -501,16 +520,6 @@ impl Reply {
                 text.push_str(" mock");
             }
             starts = word_starts(&text);
-        }
-        let mut stop_reason = "end_turn";
-        if let Some(max) = max_tokens {
-            let max = usize::try_from(max).unwrap_or(usize::MAX);
-            if starts.len() > max {
-                text.truncate(starts[max]);
-                text.truncate(text.trim_end().len());
-                starts.truncate(max);
-                stop_reason = "max_tokens";
-            }
         }
         Reply {
             text,
@@ -530,7 +539,11 @@ impl Reply {
         let n = n.min(words);
         (0..n)
             .map(|k| {
-                let start = if k == 0 { 0 } else { self.starts[k * words / n] };
+                let start = if k == 0 {
+                    0
+                } else {
+                    self.starts[k * words / n]
+                };
                 let end = if k + 1 == n {
                     self.text.len()
                 } else {
@@ -722,7 +735,15 @@ async fn write_stream(
     } else {
         BodyLen::UntilClose
     };
-    write_head(out, 200, id, SSE, &[("cache-control", "no-cache")], len, conn);
+    write_head(
+        out,
+        200,
+        id,
+        SSE,
+        &[("cache-control", "no-cache")],
+        len,
+        conn,
+    );
     if controls.chunk_bytes.is_some() || controls.disconnect_after == Some(0) {
         write_out(stream, out).await?;
     }

@@ -343,8 +343,7 @@ pub(crate) fn scan_chunked(buf: &[u8]) -> Result<Option<usize>, u16> {
 pub(crate) fn decode_chunked(buf: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     let mut pos = 0usize;
-    while let Ok(httparse::Status::Complete((n, size))) = httparse::parse_chunk_size(&buf[pos..])
-    {
+    while let Ok(httparse::Status::Complete((n, size))) = httparse::parse_chunk_size(&buf[pos..]) {
         pos += n;
         let size = size as usize;
         if size == 0 || pos + size > buf.len() {

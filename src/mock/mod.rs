@@ -22,7 +22,9 @@
 //! 40 chars of the last user text>`. `input_tokens` is `max(1, body_len / 4)`,
 //! `output_tokens` the number of whitespace-separated words of the reply. If the
 //! request's `max_tokens` is smaller than that, the reply is cut to `max_tokens`
-//! words and `stop_reason` is `"max_tokens"` (otherwise `"end_turn"`).
+//! words and `stop_reason` is `"max_tokens"` (otherwise `"end_turn"`); the
+//! padding requested by `x-mock-body-bytes` / `x-mock-deltas` is applied after
+//! that cut and is not capped by `max_tokens`.
 //! `model` and a non-empty `messages` array are required (400
 //! `invalid_request_error` otherwise); `max_tokens` is optional but must be ≥ 1
 //! when present.
@@ -200,10 +202,7 @@ impl Recorder {
     }
 
     pub(crate) fn clear(&self) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 

@@ -1,0 +1,144 @@
+"""The official anthropic Python SDK against sluice: it must behave as against the real API."""
+import anthropic
+import pytest
+
+from conftest import TENANT_KEY, UPSTREAM_KEY
+
+
+def test_messages_create(client, stack):
+    msg = client.messages.create(
+        model="claude-sonnet-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "Hello from the SDK, 你好"}],
+    )
+    assert msg.type == "message"
+    assert msg.model == "claude-sonnet-5"
+    assert msg.content[0].type == "text" and msg.content[0].text
+    assert msg.usage.input_tokens > 0 and msg.usage.output_tokens > 0
+    assert msg._request_id and msg._request_id.startswith("req_mock_")
+    # the mock saw the pooled key, never the tenant's
+    seen = [r for r in stack.mock_requests() if r["path"] == "/v1/messages"][-1]
+    headers = dict(seen["headers"])
+    assert headers["x-api-key"] == UPSTREAM_KEY
+    assert TENANT_KEY not in str(seen)
+
+
+def test_messages_stream(client):
+    with client.messages.stream(
+        model="claude-sonnet-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "stream please"}],
+        extra_headers={"x-mock-chunk-bytes": "5"},  # split inside lines and UTF-8
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert "你好" in text
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 0
+    assert final.content[0].text == text
+
+
+def test_messages_create_stream_raw_events(client):
+    events = list(
+        client.messages.create(
+            model="claude-sonnet-5",
+            max_tokens=32,
+            stream=True,
+            messages=[{"role": "user", "content": "raw events"}],
+        )
+    )
+    kinds = [e.type for e in events]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "content_block_delta" in kinds
+
+
+def test_count_tokens(client):
+    r = client.messages.count_tokens(
+        model="claude-sonnet-5", messages=[{"role": "user", "content": "count me"}]
+    )
+    assert r.input_tokens > 0
+
+
+def test_models_list_and_retrieve(client):
+    models = list(client.models.list())
+    assert len(models) >= 1
+    one = client.models.retrieve(models[0].id)
+    assert one.id == models[0].id
+
+
+def test_bad_key_is_authentication_error(stack):
+    c = anthropic.Anthropic(base_url=stack.base_url, api_key="sk-sluice-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        c.messages.create(model="claude-sonnet-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 401
+    assert e.value.body["error"]["type"] == "authentication_error"
+    assert e.value.response.headers["x-sluice-reason"] == "auth.invalid_key"
+
+
+def test_unknown_route_is_not_found(client):
+    with pytest.raises(anthropic.NotFoundError) as e:
+        client.beta.files.list()
+    assert e.value.status_code == 404
+    assert e.value.response.headers["x-sluice-reason"] == "route.not_found"
+
+
+def test_body_too_large_is_413(client):
+    with pytest.raises(anthropic.APIStatusError) as e:
+        client.messages.create(
+            model="claude-sonnet-5",
+            max_tokens=8,
+            messages=[{"role": "user", "content": "x" * 300_000}],
+        )
+    assert e.value.status_code == 413
+    assert e.value.body["error"]["type"] == "request_too_large"
+
+
+def test_upstream_down_is_502(client):
+    with pytest.raises(anthropic.APIStatusError) as e:
+        client.messages.batches.list()
+    assert e.value.status_code == 502
+    assert e.value.response.headers["x-sluice-reason"] == "upstream.unavailable"
+
+
+def test_upstream_timeout_is_504(client):
+    with pytest.raises(anthropic.APIStatusError) as e:
+        client.messages.create(
+            model="claude-sonnet-5",
+            max_tokens=8,
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-mock-hang": "1"},
+        )
+    assert e.value.status_code == 504
+    assert e.value.response.headers["x-sluice-reason"] == "upstream.timeout"
+
+
+def test_upstream_overloaded_is_passed_through(client):
+    with pytest.raises(anthropic.APIStatusError) as e:
+        client.messages.create(
+            model="claude-sonnet-5",
+            max_tokens=8,
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-mock-status": "529"},
+        )
+    assert e.value.status_code == 529
+    assert e.value.body["error"]["type"] == "overloaded_error"
+
+
+def test_broken_stream_raises_instead_of_ending_quietly(client):
+    with pytest.raises(anthropic.APIStatusError) as e:
+        with client.messages.stream(
+            model="claude-sonnet-5",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"x-mock-disconnect-after": "4"},
+        ) as stream:
+            for _ in stream.text_stream:
+                pass
+    assert "upstream stream interrupted" in str(e.value)
+
+
+def test_no_key_in_logs(stack):
+    logs = stack.logs()
+    assert TENANT_KEY not in logs
+    assert UPSTREAM_KEY not in logs
+    assert '"status":200' in logs
