@@ -132,7 +132,10 @@ impl TenantTable {
 }
 
 /// The credential a client presented: `x-api-key`, else `Authorization: Bearer …`.
-pub fn presented_key<'a>(x_api_key: Option<&'a [u8]>, authorization: Option<&'a [u8]>) -> Option<&'a [u8]> {
+pub fn presented_key<'a>(
+    x_api_key: Option<&'a [u8]>,
+    authorization: Option<&'a [u8]>,
+) -> Option<&'a [u8]> {
     if let Some(k) = x_api_key {
         return Some(trim(k));
     }
@@ -146,8 +149,14 @@ pub fn presented_key<'a>(x_api_key: Option<&'a [u8]>, authorization: Option<&'a 
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
@@ -168,18 +177,31 @@ mod tests {
     fn lookup() {
         let mut t = TenantTable::default();
         t.add(tenant("a"), &[hash_key(b"sk-sluice-a")]).unwrap();
-        t.add(tenant("b"), &[hash_key(b"sk-sluice-b"), hash_key(b"sk-sluice-b2")]).unwrap();
+        t.add(
+            tenant("b"),
+            &[hash_key(b"sk-sluice-b"), hash_key(b"sk-sluice-b2")],
+        )
+        .unwrap();
         assert_eq!(t.authenticate(Some(b"sk-sluice-a")).unwrap().name, "a");
         assert_eq!(t.authenticate(Some(b"sk-sluice-b2")).unwrap().name, "b");
-        assert_eq!(t.authenticate(Some(b"nope")).unwrap_err(), AuthFailure::Invalid);
+        assert_eq!(
+            t.authenticate(Some(b"nope")).unwrap_err(),
+            AuthFailure::Invalid
+        );
         assert_eq!(t.authenticate(None).unwrap_err(), AuthFailure::Missing);
         assert_eq!(t.authenticate(Some(b"")).unwrap_err(), AuthFailure::Missing);
-        assert_eq!(t.add(tenant("c"), &[hash_key(b"sk-sluice-a")]).unwrap_err(), "a");
+        assert_eq!(
+            t.add(tenant("c"), &[hash_key(b"sk-sluice-a")]).unwrap_err(),
+            "a"
+        );
     }
 
     #[test]
     fn presented() {
-        assert_eq!(presented_key(Some(b"k1"), Some(b"Bearer k2")), Some(&b"k1"[..]));
+        assert_eq!(
+            presented_key(Some(b"k1"), Some(b"Bearer k2")),
+            Some(&b"k1"[..])
+        );
         assert_eq!(presented_key(None, Some(b"Bearer k2")), Some(&b"k2"[..]));
         assert_eq!(presented_key(None, Some(b"bearer  k2 ")), Some(&b"k2"[..]));
         assert_eq!(presented_key(None, Some(b"Basic abc")), None);

@@ -10,7 +10,11 @@ pub enum GatewayError {
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
     #[error("method {method} is not allowed for {path}")]
-    MethodNotAllowed { method: String, path: String, allow: String },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: String,
+    },
     #[error("missing API key: send it in the x-api-key header or as Authorization: Bearer")]
     MissingKey,
     #[error("invalid API key")]
@@ -174,8 +178,15 @@ mod tests {
     fn every_status_has_matching_type() {
         use GatewayError::*;
         let all = [
-            RouteNotFound { method: "G".into(), path: "/".into() },
-            MethodNotAllowed { method: "G".into(), path: "/".into(), allow: "POST".into() },
+            RouteNotFound {
+                method: "G".into(),
+                path: "/".into(),
+            },
+            MethodNotAllowed {
+                method: "G".into(),
+                path: "/".into(),
+                allow: "POST".into(),
+            },
             MissingKey,
             InvalidKey,
             IpNotAllowed,

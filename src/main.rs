@@ -6,10 +6,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about = "A gateway for the Anthropic Claude API")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A gateway for the Anthropic Claude API"
+)]
 struct Cli {
     /// Config file.
-    #[arg(short = 'c', long = "conf", default_value = "conf/sluice.yaml", global = true)]
+    #[arg(
+        short = 'c',
+        long = "conf",
+        default_value = "conf/sluice.yaml",
+        global = true
+    )]
     conf: PathBuf,
     /// Validate the config and exit (0 = valid; else every problem as FILE:LINE:COL).
     #[arg(short = 't', long = "test")]

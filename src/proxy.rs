@@ -102,7 +102,12 @@ impl Gateway {
     }
 
     /// Route, authenticate, read the body, forward.
-    async fn handle(&self, session: &mut Session, ctx: &mut Ctx, cfg: &Config) -> Result<(), Failure> {
+    async fn handle(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        cfg: &Config,
+    ) -> Result<(), Failure> {
         let req = session.req_header();
         let method = req.method.as_str();
         let path = req.uri.path();
@@ -161,13 +166,29 @@ impl Gateway {
         };
         let key = up.keys.pick();
         ctx.key_id = key.map(|k| k.id.clone());
-        let ureq = upstream_request(session.req_header(), up, ep, key, &ctx.request_id, body.len())
-            .map_err(|_| Failure::Gateway(GatewayError::InvalidBody("request headers could not be forwarded".into())))?;
+        let ureq = upstream_request(
+            session.req_header(),
+            up,
+            ep,
+            key,
+            &ctx.request_id,
+            body.len(),
+        )
+        .map_err(|_| {
+            Failure::Gateway(GatewayError::InvalidBody(
+                "request headers could not be forwarded".into(),
+            ))
+        })?;
         self.relay.forward(session, ctx, up, ureq, body).await
     }
 
     /// Write a gateway-made error (Anthropic shape + `x-sluice-reason`).
-    async fn respond_error(&self, session: &mut Session, ctx: &mut Ctx, e: &GatewayError) -> Result<()> {
+    async fn respond_error(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        e: &GatewayError,
+    ) -> Result<()> {
         if session.response_written().is_some() {
             return Ok(());
         }
@@ -181,7 +202,10 @@ impl Gateway {
         if let GatewayError::MethodNotAllowed { allow, .. } = e {
             resp.insert_header("allow", allow.as_str())?;
         }
-        if matches!(e, GatewayError::BodyTooLarge { .. } | GatewayError::BodyRead(_)) {
+        if matches!(
+            e,
+            GatewayError::BodyTooLarge { .. } | GatewayError::BodyRead(_)
+        ) {
             // The rest of the body was not read: the connection cannot be reused.
             session.set_keepalive(None);
             resp.insert_header("connection", "close")?;
@@ -264,7 +288,10 @@ impl ProxyHttp for Gateway {
             .map(|a| a.ip());
         let cfg = self.config.load_full();
         if !session.is_process_shutting_down() {
-            let local = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
+            let local = session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port());
             let idle = cfg
                 .listeners
                 .iter()
@@ -293,15 +320,23 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         // Every request is answered in request_filter; reaching here is a bug.
-        Error::e_explain(ErrorType::InternalError, "sluice drives upstream exchanges itself")
+        Error::e_explain(
+            ErrorType::InternalError,
+            "sluice drives upstream exchanges itself",
+        )
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let mut code = 0;
         if session.response_written().is_none() {
             let ge = match (e.esource(), e.etype()) {
-                (ErrorSource::Downstream, ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed) => None,
-                (ErrorSource::Downstream, _) => Some(GatewayError::BodyRead(e.etype().as_str().to_string())),
+                (
+                    ErrorSource::Downstream,
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+                ) => None,
+                (ErrorSource::Downstream, _) => {
+                    Some(GatewayError::BodyRead(e.etype().as_str().to_string()))
+                }
                 _ => Some(GatewayError::Internal),
             };
             if let Some(ge) = ge {

@@ -19,7 +19,8 @@ impl Route {
         if self.prefix {
             path == self.path
                 || (path.starts_with(self.path.as_str())
-                    && (self.path.ends_with('/') || path.as_bytes().get(self.path.len()) == Some(&b'/')))
+                    && (self.path.ends_with('/')
+                        || path.as_bytes().get(self.path.len()) == Some(&b'/')))
         } else {
             path == self.path
         }
@@ -90,12 +91,22 @@ mod tests {
     #[test]
     fn exact_and_prefix() {
         let t = table();
-        assert!(matches!(t.find("POST", "/v1/messages"), RouteMatch::Found(r) if r.path == "/v1/messages"));
-        assert!(matches!(t.find("POST", "/v1/messages/count_tokens"), RouteMatch::Found(r) if r.path == "/v1/messages/count_tokens"));
+        assert!(
+            matches!(t.find("POST", "/v1/messages"), RouteMatch::Found(r) if r.path == "/v1/messages")
+        );
+        assert!(
+            matches!(t.find("POST", "/v1/messages/count_tokens"), RouteMatch::Found(r) if r.path == "/v1/messages/count_tokens")
+        );
         assert!(matches!(t.find("GET", "/v1/models"), RouteMatch::Found(_)));
-        assert!(matches!(t.find("GET", "/v1/models/claude-x"), RouteMatch::Found(_)));
+        assert!(matches!(
+            t.find("GET", "/v1/models/claude-x"),
+            RouteMatch::Found(_)
+        ));
         assert!(matches!(t.find("GET", "/v1/modelsX"), RouteMatch::NotFound));
-        assert!(matches!(t.find("POST", "/v1/messages/batches"), RouteMatch::NotFound));
+        assert!(matches!(
+            t.find("POST", "/v1/messages/batches"),
+            RouteMatch::NotFound
+        ));
         assert!(matches!(t.find("GET", "/"), RouteMatch::NotFound));
     }
 

@@ -103,6 +103,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
     }
 
     let addrs: Vec<String> = listeners.iter().map(|l| l.addr.to_string()).collect();
-    log::info!("sluice {} serving {source} on {}", env!("CARGO_PKG_VERSION"), addrs.join(", "));
+    log::info!(
+        "sluice {} serving {source} on {}",
+        env!("CARGO_PKG_VERSION"),
+        addrs.join(", ")
+    );
     server.run_forever()
 }

@@ -24,7 +24,12 @@ fn test_flag_accepts_the_local_example() {
         .env("MOCK_UPSTREAM_KEY", "m")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
 }
 
@@ -41,42 +46,77 @@ fn test_flag_reports_every_problem_with_file_line_col() {
     let (code, _out, err) = sluice(&["-t", "-c", &f]);
     assert_eq!(code, 1);
     let lines: Vec<&str> = err.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{f}:6:")) && l.contains("SLUICE_TEST_UNSET_SECRET")), "{err}");
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{f}:8:")) && l.contains("unknown upstream `b`")), "{err}");
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{f}:12:")) && l.contains("invalid CIDR")), "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{f}:6:")) && l.contains("SLUICE_TEST_UNSET_SECRET")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{f}:8:")) && l.contains("unknown upstream `b`")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{f}:12:")) && l.contains("invalid CIDR")),
+        "{err}"
+    );
 }
 
 #[test]
 fn test_flag_reports_unknown_keys_and_bad_units() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.yaml");
-    std::fs::write(&p, "listeners:\n  - addr: 127.0.0.1:8080\n    keepalive: { idle: 75 parsecs }\n").unwrap();
+    std::fs::write(
+        &p,
+        "listeners:\n  - addr: 127.0.0.1:8080\n    keepalive: { idle: 75 parsecs }\n",
+    )
+    .unwrap();
     let f = p.display().to_string();
     let (code, _, err) = sluice(&["-t", "-c", &f]);
     assert_eq!(code, 1);
     assert!(err.starts_with(&format!("{f}:3:")), "{err}");
     assert!(err.contains("invalid duration"), "{err}");
 
-    std::fs::write(&p, "listeners:\n  - addr: 127.0.0.1:8080\nlimits:\n  max_bodyy: 1MiB\n").unwrap();
+    std::fs::write(
+        &p,
+        "listeners:\n  - addr: 127.0.0.1:8080\nlimits:\n  max_bodyy: 1MiB\n",
+    )
+    .unwrap();
     let (code, _, err) = sluice(&["-t", "-c", &f]);
     assert_eq!(code, 1);
-    assert!(err.starts_with(&format!("{f}:4:3: limits: unknown field `max_bodyy`")), "{err}");
+    assert!(
+        err.starts_with(&format!("{f}:4:3: limits: unknown field `max_bodyy`")),
+        "{err}"
+    );
 
     std::fs::write(&p, "limits:\n  max_body: lots\n").unwrap();
     let (code, _, err) = sluice(&["-t", "-c", &f]);
     assert_eq!(code, 1);
-    assert!(err.starts_with(&format!("{f}:2:")) && err.contains("invalid size"), "{err}");
+    assert!(
+        err.starts_with(&format!("{f}:2:")) && err.contains("invalid size"),
+        "{err}"
+    );
 
     let (code, _, err) = sluice(&["-t", "-c", "/nonexistent/sluice.yaml"]);
     assert_eq!(code, 1);
-    assert!(err.starts_with("/nonexistent/sluice.yaml:1:1: cannot read config"), "{err}");
+    assert!(
+        err.starts_with("/nonexistent/sluice.yaml:1:1: cannot read config"),
+        "{err}"
+    );
 }
 
 #[test]
 fn keygen_prints_a_key_and_its_hash() {
     let (code, out, _) = sluice(&["keygen", "--tenant", "team-a"]);
     assert_eq!(code, 0);
-    let key = out.lines().find(|l| l.starts_with("sk-sluice-")).expect("key line");
+    let key = out
+        .lines()
+        .find(|l| l.starts_with("sk-sluice-"))
+        .expect("key line");
     assert!(key.len() >= "sk-sluice-".len() + 32, "≥128 bits");
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
     assert!(out.contains(&format!("sha256: \"{digest}\"")), "{out}");

@@ -19,7 +19,9 @@ async fn error_of(r: reqwest::Response) -> (u16, String, serde_json::Value) {
     assert!(header(&r, "request-id").is_some());
     let body: serde_json::Value = r.json().await.expect("json error body");
     assert_eq!(body["type"], "error", "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
     assert!(body["request_id"].as_str().is_some());
     (status, reason, body)
 }
@@ -41,19 +43,30 @@ async fn non_streaming_round_trip_and_header_rewriting() {
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-request-id"), Some("client-req-123"));
     assert!(header(&r, "request-id").is_some_and(|v| v.starts_with("req_mock_")));
-    assert!(header(&r, "server-timing").is_some_and(|v| v.starts_with("sluice;dur=") && v.contains("upstream;dur=")));
+    assert!(header(&r, "server-timing")
+        .is_some_and(|v| v.starts_with("sluice;dur=") && v.contains("upstream;dur=")));
     assert!(header(&r, "anthropic-organization-id").is_none());
-    assert!(r.headers().keys().all(|k| !k.as_str().starts_with("anthropic-ratelimit-")));
+    assert!(r
+        .headers()
+        .keys()
+        .all(|k| !k.as_str().starts_with("anthropic-ratelimit-")));
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["type"], "message");
     assert_eq!(body["model"], "claude-sonnet-4-5");
 
     let recorded = mock.requests();
-    let req = recorded.iter().rev().find(|r| r.path == "/v1/messages").expect("mock saw request");
+    let req = recorded
+        .iter()
+        .rev()
+        .find(|r| r.path == "/v1/messages")
+        .expect("mock saw request");
     assert_eq!(req.header("x-api-key"), Some(UPSTREAM_KEY));
     assert_eq!(req.header("authorization"), None);
     assert_eq!(req.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(req.header("anthropic-beta"), Some("prompt-caching-2024-07-31"));
+    assert_eq!(
+        req.header("anthropic-beta"),
+        Some("prompt-caching-2024-07-31")
+    );
     assert_eq!(req.header("x-custom-client"), Some("kept"));
     assert_eq!(req.header("x-claude-timezone"), Some("Asia/Shanghai"));
     assert_eq!(req.header("x-request-id"), Some("client-req-123"));
@@ -86,7 +99,12 @@ async fn client_version_and_bearer_auth_are_respected() {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["data"].as_array().is_some_and(|a| !a.is_empty()));
-    let req = mock.requests().into_iter().rev().find(|r| r.path == "/v1/models").unwrap();
+    let req = mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/v1/models")
+        .unwrap();
     assert_eq!(req.header("anthropic-version"), Some("2099-01-01"));
     assert_eq!(req.header("x-api-key"), Some(UPSTREAM_KEY));
     assert_eq!(req.header("authorization"), None);
@@ -135,8 +153,14 @@ async fn streaming_is_byte_identical_and_usage_is_logged() {
         p.feed(sse, |e| u.observe(e));
         u.usage()
     };
-    assert_eq!(line["usage"]["input_tokens"].as_u64(), Some(expected.input_tokens));
-    assert_eq!(line["usage"]["output_tokens"].as_u64(), Some(expected.output_tokens));
+    assert_eq!(
+        line["usage"]["input_tokens"].as_u64(),
+        Some(expected.input_tokens)
+    );
+    assert_eq!(
+        line["usage"]["output_tokens"].as_u64(),
+        Some(expected.output_tokens)
+    );
     assert!(expected.output_tokens > 0);
 }
 
@@ -197,7 +221,10 @@ async fn first_event_arrives_while_upstream_is_still_streaming() {
     // 13 events with 150 ms between them take ≥ 1.8 s upstream; the first must not
     // wait for the rest.
     assert!(total >= Duration::from_millis(1500), "total {total:?}");
-    assert!(first + Duration::from_millis(1000) < total, "first event at {first:?}, stream ended at {total:?}");
+    assert!(
+        first + Duration::from_millis(1000) < total,
+        "first event at {first:?}, stream ended at {total:?}"
+    );
     let text = String::from_utf8(all).unwrap();
     assert!(text.contains("event: message_stop"));
 }
@@ -210,38 +237,88 @@ async fn gateway_errors_have_anthropic_shape_status_and_reason() {
     let before = mock.requests().len();
 
     // missing key
-    let r = c.post(gw.url("/v1/messages")).json(&message_body(false)).send().await.unwrap();
+    let r = c
+        .post(gw.url("/v1/messages"))
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
     let (s, reason, b) = error_of(r).await;
-    assert_eq!((s, reason.as_str(), b["error"]["type"].as_str()), (401, "auth.missing_key", Some("authentication_error")));
+    assert_eq!(
+        (s, reason.as_str(), b["error"]["type"].as_str()),
+        (401, "auth.missing_key", Some("authentication_error"))
+    );
 
     // wrong key
-    let r = c.post(gw.url("/v1/messages")).header("x-api-key", "sk-sluice-wrong").json(&message_body(false)).send().await.unwrap();
+    let r = c
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", "sk-sluice-wrong")
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
     let (s, reason, b) = error_of(r).await;
-    assert_eq!((s, reason.as_str(), b["error"]["type"].as_str()), (401, "auth.invalid_key", Some("authentication_error")));
+    assert_eq!(
+        (s, reason.as_str(), b["error"]["type"].as_str()),
+        (401, "auth.invalid_key", Some("authentication_error"))
+    );
 
     // unknown route (even with a good key)
-    let r = c.post(gw.url("/v1/complete")).header("x-api-key", TENANT_KEY).body("{}").send().await.unwrap();
+    let r = c
+        .post(gw.url("/v1/complete"))
+        .header("x-api-key", TENANT_KEY)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     let (s, reason, b) = error_of(r).await;
-    assert_eq!((s, reason.as_str(), b["error"]["type"].as_str()), (404, "route.not_found", Some("not_found_error")));
+    assert_eq!(
+        (s, reason.as_str(), b["error"]["type"].as_str()),
+        (404, "route.not_found", Some("not_found_error"))
+    );
 
     // wrong method
-    let r = c.get(gw.url("/v1/messages")).header("x-api-key", TENANT_KEY).send().await.unwrap();
+    let r = c
+        .get(gw.url("/v1/messages"))
+        .header("x-api-key", TENANT_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header(&r, "allow"), Some("POST"));
     let (s, reason, b) = error_of(r).await;
-    assert_eq!((s, reason.as_str(), b["error"]["type"].as_str()), (405, "route.method_not_allowed", Some("invalid_request_error")));
+    assert_eq!(
+        (s, reason.as_str(), b["error"]["type"].as_str()),
+        (
+            405,
+            "route.method_not_allowed",
+            Some("invalid_request_error")
+        )
+    );
 
     // body over max_body (declared length)
     let big = vec![b'a'; 2 << 20];
-    let r = c.post(gw.url("/v1/messages")).header("x-api-key", TENANT_KEY).body(big).send().await.unwrap();
-    let (s, reason, b) = error_of(r).await;
-    assert_eq!((s, reason.as_str(), b["error"]["type"].as_str()), (413, "limit.max_body", Some("request_too_large")));
-
-    // body over max_body (chunked, no declared length)
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..40).map(|_| Ok(vec![b'x'; 64 * 1024])).collect();
     let r = c
         .post(gw.url("/v1/messages"))
         .header("x-api-key", TENANT_KEY)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    let (s, reason, b) = error_of(r).await;
+    assert_eq!(
+        (s, reason.as_str(), b["error"]["type"].as_str()),
+        (413, "limit.max_body", Some("request_too_large"))
+    );
+
+    // body over max_body (chunked, no declared length)
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![b'x'; 64 * 1024])).collect();
+    let r = c
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", TENANT_KEY)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await;
     if let Ok(r) = r {
@@ -251,9 +328,18 @@ async fn gateway_errors_have_anthropic_shape_status_and_reason() {
     }
 
     // tenant policy: team-b is restricted to 203.0.113.0/24
-    let r = c.post(gw.url("/v1/messages")).header("x-api-key", OTHER_TENANT_KEY).json(&message_body(false)).send().await.unwrap();
+    let r = c
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", OTHER_TENANT_KEY)
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
     let (s, reason, b) = error_of(r).await;
-    assert_eq!((s, reason.as_str(), b["error"]["type"].as_str()), (403, "policy.ip", Some("permission_error")));
+    assert_eq!(
+        (s, reason.as_str(), b["error"]["type"].as_str()),
+        (403, "policy.ip", Some("permission_error"))
+    );
 
     // none of these reached the upstream
     let after = mock.requests().len();
@@ -264,9 +350,18 @@ async fn gateway_errors_have_anthropic_shape_status_and_reason() {
 async fn upstream_unreachable_is_502() {
     let dead = free_port();
     let gw = start_gateway(&format!("http://127.0.0.1:{dead}"));
-    let r = client().post(gw.url("/v1/messages")).header("x-api-key", TENANT_KEY).json(&message_body(false)).send().await.unwrap();
+    let r = client()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", TENANT_KEY)
+        .json(&message_body(false))
+        .send()
+        .await
+        .unwrap();
     let (s, reason, b) = error_of(r).await;
-    assert_eq!((s, reason.as_str(), b["error"]["type"].as_str()), (502, "upstream.unavailable", Some("api_error")));
+    assert_eq!(
+        (s, reason.as_str(), b["error"]["type"].as_str()),
+        (502, "upstream.unavailable", Some("api_error"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -283,9 +378,15 @@ async fn first_byte_timeout_is_504() {
         .await
         .unwrap();
     let (s, reason, b) = error_of(r).await;
-    assert_eq!((s, reason.as_str(), b["error"]["type"].as_str()), (504, "upstream.timeout", Some("api_error")));
+    assert_eq!(
+        (s, reason.as_str(), b["error"]["type"].as_str()),
+        (504, "upstream.timeout", Some("api_error"))
+    );
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
 }
 
 async fn read_all(r: reqwest::Response) -> String {
@@ -319,8 +420,16 @@ async fn broken_stream_ends_with_an_error_event() {
     assert!(!text.contains("event: message_stop"), "{text}");
     assert!(text.ends_with("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"upstream stream interrupted\"}}\n\n"), "{text}");
     let line = gw.access_line("broken-1");
-    assert!(line["error"].as_str().is_some_and(|e| e.contains("interrupted")), "{line}");
-    assert!(line["usage"]["input_tokens"].as_u64().unwrap_or(0) > 0, "usage seen so far is recorded: {line}");
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("interrupted")),
+        "{line}"
+    );
+    assert!(
+        line["usage"]["input_tokens"].as_u64().unwrap_or(0) > 0,
+        "usage seen so far is recorded: {line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -338,7 +447,10 @@ async fn idle_timeout_mid_stream_ends_with_an_error_event() {
     assert_eq!(r.status(), 200);
     let text = read_all(r).await;
     assert!(text.contains("event: message_start"), "{text}");
-    assert!(text.ends_with("\"message\":\"upstream stream interrupted\"}}\n\n"), "{text}");
+    assert!(
+        text.ends_with("\"message\":\"upstream stream interrupted\"}}\n\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -354,7 +466,10 @@ async fn upstream_error_statuses_pass_through_unchanged() {
         .await
         .unwrap();
     assert_eq!(r.status(), 529);
-    assert!(header(&r, "x-sluice-reason").is_none(), "upstream errors are not gateway-made");
+    assert!(
+        header(&r, "x-sluice-reason").is_none(),
+        "upstream errors are not gateway-made"
+    );
     let b: serde_json::Value = r.json().await.unwrap();
     assert_eq!(b["error"]["type"], "overloaded_error");
 }
@@ -366,11 +481,23 @@ async fn keys_never_leak_into_responses_or_logs() {
     let c = client();
     let mut seen = String::new();
     let reqs = vec![
-        c.post(gw.url("/v1/messages")).header("x-api-key", TENANT_KEY).json(&message_body(false)),
-        c.post(gw.url("/v1/messages")).header("x-api-key", TENANT_KEY).json(&message_body(true)),
-        c.post(gw.url("/v1/messages")).header("x-api-key", TENANT_KEY).header("x-mock-status", "401").json(&message_body(false)),
-        c.post(gw.url("/v1/messages")).header("x-api-key", TENANT_KEY).header("x-mock-disconnect-after", "2").json(&message_body(true)),
-        c.post(gw.url("/v1/messages")).header("x-api-key", "sk-sluice-wrong-key-guess").json(&message_body(false)),
+        c.post(gw.url("/v1/messages"))
+            .header("x-api-key", TENANT_KEY)
+            .json(&message_body(false)),
+        c.post(gw.url("/v1/messages"))
+            .header("x-api-key", TENANT_KEY)
+            .json(&message_body(true)),
+        c.post(gw.url("/v1/messages"))
+            .header("x-api-key", TENANT_KEY)
+            .header("x-mock-status", "401")
+            .json(&message_body(false)),
+        c.post(gw.url("/v1/messages"))
+            .header("x-api-key", TENANT_KEY)
+            .header("x-mock-disconnect-after", "2")
+            .json(&message_body(true)),
+        c.post(gw.url("/v1/messages"))
+            .header("x-api-key", "sk-sluice-wrong-key-guess")
+            .json(&message_body(false)),
         c.get(gw.url("/v1/nothing")).header("x-api-key", TENANT_KEY),
     ];
     for rb in reqs {
@@ -383,7 +510,12 @@ async fn keys_never_leak_into_responses_or_logs() {
     std::thread::sleep(Duration::from_millis(300));
     let logs = gw.logs();
     assert!(!logs.is_empty());
-    for secret in [UPSTREAM_KEY, TENANT_KEY, "sk-sluice-wrong-key-guess", "org-mock-secret"] {
+    for secret in [
+        UPSTREAM_KEY,
+        TENANT_KEY,
+        "sk-sluice-wrong-key-guess",
+        "org-mock-secret",
+    ] {
         assert!(!seen.contains(secret), "{secret} leaked into a response");
         if secret != "org-mock-secret" {
             assert!(!logs.contains(secret), "{secret} leaked into the logs");
@@ -401,7 +533,9 @@ fn downstream_keepalive_serves_many_requests_on_one_connection() {
     let mut w = sock.try_clone().unwrap();
     let mut r = BufReader::new(sock);
     for i in 0..5 {
-        let body = format!(r#"{{"model":"claude-sonnet-4-5","messages":[{{"role":"user","content":"n{i}"}}]}}"#);
+        let body = format!(
+            r#"{{"model":"claude-sonnet-4-5","messages":[{{"role":"user","content":"n{i}"}}]}}"#
+        );
         write!(
             w,
             "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: x\r\nx-api-key: {TENANT_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",

@@ -27,7 +27,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -217,16 +221,27 @@ impl Builder {
     }
 
     /// Resolve an `{env: NAME}` / `{file: PATH}` secret.
-    fn secret(&mut self, at: &YPath, env: &Option<String>, file: &Option<String>) -> Option<String> {
+    fn secret(
+        &mut self,
+        at: &YPath,
+        env: &Option<String>,
+        file: &Option<String>,
+    ) -> Option<String> {
         match (env, file) {
             (Some(name), None) => match std::env::var(name) {
                 Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
                 Ok(_) => {
-                    self.err(&at.key("env"), format!("environment variable `{name}` is empty"));
+                    self.err(
+                        &at.key("env"),
+                        format!("environment variable `{name}` is empty"),
+                    );
                     None
                 }
                 Err(_) => {
-                    self.err(&at.key("env"), format!("environment variable `{name}` is not set"));
+                    self.err(
+                        &at.key("env"),
+                        format!("environment variable `{name}` is not set"),
+                    );
                     None
                 }
             },
@@ -236,7 +251,10 @@ impl Builder {
                 None
             }
             (None, None) => {
-                self.err(at, "a secret needs `env: NAME` or `file: PATH` (secrets are never written inline)");
+                self.err(
+                    at,
+                    "a secret needs `env: NAME` or `file: PATH` (secrets are never written inline)",
+                );
                 None
             }
         }
@@ -253,7 +271,10 @@ impl Builder {
         match s.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.err(at, format!("invalid address `{s}` (write IP:PORT, e.g. 0.0.0.0:8080)"));
+                self.err(
+                    at,
+                    format!("invalid address `{s}` (write IP:PORT, e.g. 0.0.0.0:8080)"),
+                );
                 None
             }
         }
@@ -278,7 +299,10 @@ impl Builder {
         // listeners
         let lp = root.key("listeners");
         if f.listeners.is_empty() {
-            self.err(&lp, "at least one listener is needed (e.g. `listeners: [{addr: 0.0.0.0:8080}]`)");
+            self.err(
+                &lp,
+                "at least one listener is needed (e.g. `listeners: [{addr: 0.0.0.0:8080}]`)",
+            );
         }
         let mut listeners = Vec::new();
         for (i, l) in f.listeners.iter().enumerate() {
@@ -304,10 +328,15 @@ impl Builder {
             let at = root.key("admin");
             let addr = self.socket_addr(&at.key("addr"), &a.addr)?;
             if listeners.iter().any(|l| l.addr == addr) {
-                self.err(&at.key("addr"), "the admin address must differ from the listeners");
+                self.err(
+                    &at.key("addr"),
+                    "the admin address must differ from the listeners",
+                );
             }
             let token = match &a.token {
-                Some(t) => self.secret(&at.key("token"), &t.env, &t.file).map(Secret::new),
+                Some(t) => self
+                    .secret(&at.key("token"), &t.env, &t.file)
+                    .map(Secret::new),
                 None => None,
             };
             Some(Admin { addr, token })
@@ -324,7 +353,10 @@ impl Builder {
             let at = up.key(name);
             let mut endpoints = Vec::new();
             if u.endpoints.is_empty() {
-                self.err(&at.key("endpoints"), "an upstream needs at least one endpoint");
+                self.err(
+                    &at.key("endpoints"),
+                    "an upstream needs at least one endpoint",
+                );
             }
             for (i, e) in u.endpoints.iter().enumerate() {
                 match Endpoint::parse(&e.url) {
@@ -340,7 +372,10 @@ impl Builder {
                 }
                 if let Some(v) = self.secret(&kat, &k.env, &k.file) {
                     if let Err(m) = check_header_value(&v) {
-                        self.err(&kat, format!("upstream key is not a valid header value: {m}"));
+                        self.err(
+                            &kat,
+                            format!("upstream key is not a valid header value: {m}"),
+                        );
                     }
                     keys.push(UpstreamKey {
                         id: k.id.clone().unwrap_or_else(|| format!("{name}-{i}")),
@@ -350,14 +385,22 @@ impl Builder {
                 }
             }
             if u.keys.is_empty() {
-                self.warn(&at, format!("upstream `{name}` has no keys: requests are forwarded without credentials"));
+                self.warn(
+                    &at,
+                    format!(
+                        "upstream `{name}` has no keys: requests are forwarded without credentials"
+                    ),
+                );
             }
             if !u.tls.verify {
                 self.warn(&at.key("tls").key("verify"), "TLS certificate verification is OFF for this upstream: anyone on the path can read your traffic and keys");
             }
             if let Some(ca) = &u.tls.ca_file {
                 if std::fs::metadata(ca).is_err() {
-                    self.err(&at.key("tls").key("ca_file"), format!("cannot read CA file `{ca}`"));
+                    self.err(
+                        &at.key("tls").key("ca_file"),
+                        format!("cannot read CA file `{ca}`"),
+                    );
                 }
             }
             if let Err(m) = check_header_value(&u.anthropic_version) {
@@ -369,7 +412,15 @@ impl Builder {
                 let lower = k.to_ascii_lowercase();
                 if http::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
                     self.err(&hat, format!("`{k}` is not a valid header name"));
-                } else if matches!(lower.as_str(), "x-api-key" | "authorization" | "host" | "content-length" | "transfer-encoding" | "connection") {
+                } else if matches!(
+                    lower.as_str(),
+                    "x-api-key"
+                        | "authorization"
+                        | "host"
+                        | "content-length"
+                        | "transfer-encoding"
+                        | "connection"
+                ) {
                     self.err(&hat, format!("`{k}` cannot be set here (credentials come from `keys`, framing headers from sluice)"));
                 }
                 if let Err(m) = check_header_value(v) {
@@ -412,13 +463,22 @@ impl Builder {
         for (i, r) in f.routes.iter().enumerate() {
             let at = rp.idx(i);
             if !r.path.starts_with('/') {
-                self.err(&at.key("path"), format!("route path `{}` must start with /", r.path));
+                self.err(
+                    &at.key("path"),
+                    format!("route path `{}` must start with /", r.path),
+                );
             }
             let mut methods = Vec::new();
             for (j, m) in r.methods.iter().enumerate() {
                 let upper = m.to_ascii_uppercase();
-                if !matches!(upper.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") {
-                    self.err(&at.key("methods").idx(j), format!("unknown HTTP method `{m}`"));
+                if !matches!(
+                    upper.as_str(),
+                    "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS"
+                ) {
+                    self.err(
+                        &at.key("methods").idx(j),
+                        format!("unknown HTTP method `{m}`"),
+                    );
                 }
                 methods.push(upper);
             }
@@ -427,7 +487,15 @@ impl Builder {
                 None => {
                     self.err(
                         &at.key("upstream"),
-                        format!("route names unknown upstream `{}` (defined: {})", r.upstream, if names.is_empty() { "none".to_string() } else { names.join(", ") }),
+                        format!(
+                            "route names unknown upstream `{}` (defined: {})",
+                            r.upstream,
+                            if names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                names.join(", ")
+                            }
+                        ),
                     );
                     0
                 }
@@ -442,7 +510,10 @@ impl Builder {
 
         // limits
         if f.limits.max_body.0 == 0 {
-            self.err(&root.key("limits").key("max_body"), "max_body must be greater than zero");
+            self.err(
+                &root.key("limits").key("max_body"),
+                "max_body must be greater than zero",
+            );
         }
 
         // tenants
@@ -454,11 +525,17 @@ impl Builder {
             if t.name.trim().is_empty() {
                 self.err(&at.key("name"), "tenant name must not be empty");
             } else if seen_names.contains(&t.name.as_str()) {
-                self.err(&at.key("name"), format!("tenant `{}` is defined twice", t.name));
+                self.err(
+                    &at.key("name"),
+                    format!("tenant `{}` is defined twice", t.name),
+                );
             }
             seen_names.push(&t.name);
             if t.keys.is_empty() {
-                self.err(&at.key("keys"), "a tenant needs at least one key (`sluice keygen --tenant NAME` makes one)");
+                self.err(
+                    &at.key("keys"),
+                    "a tenant needs at least one key (`sluice keygen --tenant NAME` makes one)",
+                );
             }
             let mut digests = Vec::new();
             for (j, k) in t.keys.iter().enumerate() {
@@ -470,21 +547,30 @@ impl Builder {
                             d.copy_from_slice(&b);
                             digests.push(d);
                         }
-                        _ => self.err(&kat.key("sha256"), "sha256 must be 64 hex characters (the output of `sluice keygen`)"),
+                        _ => self.err(
+                            &kat.key("sha256"),
+                            "sha256 must be 64 hex characters (the output of `sluice keygen`)",
+                        ),
                     },
                     (None, env, file) if env.is_some() || file.is_some() => {
                         if let Some(v) = self.secret(&kat, env, file) {
                             digests.push(hash_key(v.as_bytes()));
                         }
                     }
-                    _ => self.err(&kat, "a tenant key needs exactly one of `sha256`, `env` or `file`"),
+                    _ => self.err(
+                        &kat,
+                        "a tenant key needs exactly one of `sha256`, `env` or `file`",
+                    ),
                 }
             }
             let mut ip_allow = Vec::new();
             for (j, c) in t.ip_allow.iter().enumerate() {
                 match parse_cidr(c) {
                     Some(n) => ip_allow.push(n),
-                    None => self.err(&at.key("ip_allow").idx(j), format!("invalid CIDR `{c}` (write e.g. 203.0.113.0/24 or 10.1.2.3)")),
+                    None => self.err(
+                        &at.key("ip_allow").idx(j),
+                        format!("invalid CIDR `{c}` (write e.g. 203.0.113.0/24 or 10.1.2.3)"),
+                    ),
                 }
             }
             for (j, m) in t.models.iter().enumerate() {
@@ -499,7 +585,13 @@ impl Builder {
                 models: t.models.clone(),
             };
             if let Err(owner) = tenants.add(tenant, &digests) {
-                self.err(&at.key("keys"), format!("a key of tenant `{}` is already used by tenant `{owner}`", t.name));
+                self.err(
+                    &at.key("keys"),
+                    format!(
+                        "a key of tenant `{}` is already used by tenant `{owner}`",
+                        t.name
+                    ),
+                );
             }
         }
         if f.tenants.is_empty() {

@@ -36,19 +36,27 @@ fn good_config_builds() {
     let c = load(GOOD).unwrap();
     assert_eq!(c.listeners[0].addr.port(), 8080);
     assert_eq!(c.upstreams[0].endpoints[0].base_path, "/base");
-    assert_eq!(c.upstreams[0].timeouts.first_byte, Duration::from_millis(250));
+    assert_eq!(
+        c.upstreams[0].timeouts.first_byte,
+        Duration::from_millis(250)
+    );
     assert_eq!(c.upstreams[0].timeouts.total, Duration::from_secs(900));
     assert_eq!(c.max_body, 1 << 20);
     assert_eq!(c.routes.routes[1].methods, vec!["GET"]);
     assert_eq!(c.tenants.len(), 1);
-    assert_eq!(c.tenants.authenticate(Some(b"test")).unwrap().name, "team-a");
+    assert_eq!(
+        c.tenants.authenticate(Some(b"test")).unwrap().name,
+        "team-a"
+    );
     assert_eq!(c.access_log, LogTarget::Stdout);
     assert!(c.warnings.iter().any(|w| w.contains("no keys")));
 }
 
 #[test]
 fn unknown_key_has_position() {
-    let text = GOOD.replace("    prefix: true", "").replace("  max_body: 1MiB", "  max_body: 1MiB\n  max_bdy: 2MiB");
+    let text = GOOD
+        .replace("    prefix: true", "")
+        .replace("  max_body: 1MiB", "  max_body: 1MiB\n  max_bdy: 2MiB");
     let e = errors(&text);
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with("test.yaml:14:3: "), "{}", e[0]);
@@ -75,10 +83,22 @@ fn semantic_errors_are_all_reported_with_positions() {
         .replace("127.0.0.1:8080", "127.0.0.1:99999");
     let e = errors(&text);
     assert_eq!(e.len(), 3, "{e:?}");
-    assert!(e[0].starts_with("test.yaml:3:11: invalid address"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("test.yaml:3:11: invalid address"),
+        "{}",
+        e[0]
+    );
     assert!(e[1].starts_with("test.yaml:11:"), "{}", e[1]);
-    assert!(e[1].contains("unknown upstream `nope` (defined: mock)"), "{}", e[1]);
-    assert!(e[2].starts_with("test.yaml:17:16: invalid CIDR `10.0.0.0/33`"), "{}", e[2]);
+    assert!(
+        e[1].contains("unknown upstream `nope` (defined: mock)"),
+        "{}",
+        e[1]
+    );
+    assert!(
+        e[2].starts_with("test.yaml:17:16: invalid CIDR `10.0.0.0/33`"),
+        "{}",
+        e[2]
+    );
 }
 
 #[test]
@@ -90,7 +110,11 @@ fn missing_env_secret() {
     let e = errors(&text);
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].starts_with("test.yaml:7:"), "{}", e[0]);
-    assert!(e[0].contains("`SLUICE_TEST_SURELY_UNSET_VAR` is not set"), "{}", e[0]);
+    assert!(
+        e[0].contains("`SLUICE_TEST_SURELY_UNSET_VAR` is not set"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
@@ -98,7 +122,10 @@ fn env_secrets_resolve_and_never_show_in_debug() {
     std::env::set_var("SLUICE_TEST_UPSTREAM_KEY", "sk-ant-test-secret-value");
     std::env::set_var("SLUICE_TEST_TENANT_KEY", "sk-sluice-tenant-value");
     let text = GOOD
-        .replace("    timeouts:", "    keys: [ { env: SLUICE_TEST_UPSTREAM_KEY, id: main } ]\n    timeouts:")
+        .replace(
+            "    timeouts:",
+            "    keys: [ { env: SLUICE_TEST_UPSTREAM_KEY, id: main } ]\n    timeouts:",
+        )
         .replace(
             "{ sha256: \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\" }",
             "{ env: SLUICE_TEST_TENANT_KEY }",
@@ -107,7 +134,10 @@ fn env_secrets_resolve_and_never_show_in_debug() {
     let k = c.upstreams[0].keys.pick().unwrap();
     assert_eq!(k.id, "main");
     assert_eq!(k.secret.expose(), "sk-ant-test-secret-value");
-    assert!(c.tenants.authenticate(Some(b"sk-sluice-tenant-value")).is_ok());
+    assert!(c
+        .tenants
+        .authenticate(Some(b"sk-sluice-tenant-value"))
+        .is_ok());
     let dbg = format!("{c:?}");
     assert!(!dbg.contains("sk-ant-test-secret-value"));
     assert!(!dbg.contains("sk-sluice-tenant-value"));
@@ -120,9 +150,18 @@ fn bad_sha_and_duplicate_tenants() {
         "    models: [claude-*]\n  - name: team-a\n    keys: []",
     );
     let e = errors(&text);
-    assert!(e.iter().any(|m| m.contains("sha256 must be 64 hex")), "{e:?}");
-    assert!(e.iter().any(|m| m.contains("`team-a` is defined twice")), "{e:?}");
-    assert!(e.iter().any(|m| m.contains("needs at least one key")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("sha256 must be 64 hex")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.contains("`team-a` is defined twice")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.contains("needs at least one key")),
+        "{e:?}"
+    );
 }
 
 #[test]

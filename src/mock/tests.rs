@@ -142,6 +142,9 @@ impl Client {
             chunks: 0,
             complete: true,
         };
+        if (100..200).contains(&resp.status) {
+            return resp;
+        }
         if resp.header("transfer-encoding") == Some("chunked") {
             loop {
                 let Some(eol) = find(&self.buf, b"\r\n") else {
@@ -705,4 +708,27 @@ async fn throughput() {
             n as f64 / secs
         );
     }
+}
+
+#[tokio::test]
+async fn expect_continue_and_pipelined_leftovers() {
+    let s = server().await;
+    let mut c = Client::connect(s.addr()).await;
+    c.send_raw(
+        b"POST /v1/messages/count_tokens HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: 60\r\n\r\n",
+    )
+    .await;
+    let interim = c.read_response().await;
+    assert_eq!(interim.status, 100);
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"abcde"}]}"#;
+    assert_eq!(body.len(), 60);
+    // Body plus a second request in the same write.
+    let mut raw = body.as_bytes().to_vec();
+    raw.extend_from_slice(b"GET /v1/models HTTP/1.1\r\n\r\n");
+    c.send_raw(&raw).await;
+    let r = c.read_response().await;
+    assert_eq!(r.json()["input_tokens"], 15);
+    let r = c.read_response().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["data"][0]["id"], "claude-sonnet-4-5");
 }

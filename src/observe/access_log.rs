@@ -187,7 +187,12 @@ mod tests {
         log.write(&rec);
         log.write(&rec);
         for _ in 0..100 {
-            if std::fs::read_to_string(&p).unwrap_or_default().lines().count() == 2 {
+            if std::fs::read_to_string(&p)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                == 2
+            {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));

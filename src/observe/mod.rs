@@ -38,7 +38,10 @@ mod tests {
 
     #[test]
     fn request_ids() {
-        assert_eq!(client_request_id(Some(b"abc-123_x.y:z")).as_deref(), Some("abc-123_x.y:z"));
+        assert_eq!(
+            client_request_id(Some(b"abc-123_x.y:z")).as_deref(),
+            Some("abc-123_x.y:z")
+        );
         assert_eq!(client_request_id(Some(b"")), None);
         assert_eq!(client_request_id(Some(b"has space")), None);
         assert_eq!(client_request_id(Some("ünï".as_bytes())), None);

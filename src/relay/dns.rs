@@ -59,8 +59,14 @@ mod tests {
     #[tokio::test]
     async fn literal_and_localhost() {
         let d = DnsCache::default();
-        assert_eq!(d.resolve("127.0.0.1", 80).await.unwrap(), "127.0.0.1:80".parse().unwrap());
-        assert_eq!(d.resolve("::1", 80).await.unwrap(), "[::1]:80".parse().unwrap());
+        assert_eq!(
+            d.resolve("127.0.0.1", 80).await.unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(
+            d.resolve("::1", 80).await.unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
         assert!(d.resolve("localhost", 81).await.unwrap().ip().is_loopback());
         assert!(d.resolve("no-such-host.invalid", 80).await.is_err());
     }

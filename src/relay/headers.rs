@@ -44,7 +44,11 @@ fn skip_response_header(name: &str) -> bool {
     name.starts_with("anthropic-ratelimit-")
         || matches!(
             name,
-            "anthropic-organization-id" | "connection" | "keep-alive" | "proxy-connection" | "x-request-id"
+            "anthropic-organization-id"
+                | "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "x-request-id"
         )
 }
 
@@ -99,7 +103,11 @@ pub fn upstream_request(
         req.insert_header(k.clone(), v.as_str())?;
     }
     req.insert_header("x-request-id", request_id)?;
-    if body_len > 0 || client.method == http::Method::POST || client.method == http::Method::PUT || client.method == http::Method::PATCH {
+    if body_len > 0
+        || client.method == http::Method::POST
+        || client.method == http::Method::PUT
+        || client.method == http::Method::PATCH
+    {
         req.insert_header("content-length", body_len.to_string())?;
     }
     Ok(req)
@@ -124,7 +132,8 @@ pub fn client_response(
     ctx: &Ctx,
     upstream_ttfb: Duration,
 ) -> pingora::Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 4))?;
+    let mut resp =
+        ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 4))?;
     let mut has_request_id = false;
     let mut has_framing = false;
     for (name, value) in upstream.headers.iter() {

@@ -140,20 +140,28 @@ impl Relay {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return self.break_stream(session, ctx, sse.is_some(), "total timeout").await;
+                return self
+                    .break_stream(session, ctx, sse.is_some(), "total timeout")
+                    .await;
             }
             let wait = t.idle.min(deadline - now);
             let read = timeout(wait, upstream.read_response_body()).await;
             ctx.upstream_wait += now.elapsed();
             let chunk = match read {
                 Err(_) => {
-                    let what = if wait < t.idle { "total timeout" } else { "idle timeout" };
+                    let what = if wait < t.idle {
+                        "total timeout"
+                    } else {
+                        "idle timeout"
+                    };
                     return self.break_stream(session, ctx, sse.is_some(), what).await;
                 }
                 Ok(Err(e)) => {
                     log::warn!("{}: upstream body read failed: {e}", ctx.request_id);
                     ctx.usage = stream_usage.usage();
-                    return self.break_stream(session, ctx, sse.is_some(), "upstream disconnected").await;
+                    return self
+                        .break_stream(session, ctx, sse.is_some(), "upstream disconnected")
+                        .await;
                 }
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => c,
@@ -178,10 +186,14 @@ impl Relay {
             if ctx.model.is_none() {
                 ctx.model = stream_usage.model().map(str::to_string);
             }
-            // A stream that began but never said message_stop (and sent no error event)
-            // was cut: say so instead of passing it off as complete.
-            if stream_usage.saw_message_start() && !stream_usage.completed() && !stream_usage.saw_error() {
-                return self.break_stream(session, ctx, true, "upstream ended early").await;
+            // An Anthropic stream ends with message_stop or an error event; anything else
+            // (including a cut in the middle of an event) was broken upstream: say so
+            // instead of passing it off as complete.
+            let cut_mid_event = sse.as_mut().is_some_and(|p| p.finish());
+            if cut_mid_event || (!stream_usage.completed() && !stream_usage.saw_error()) {
+                return self
+                    .break_stream(session, ctx, true, "upstream ended early")
+                    .await;
             }
             if let Some(et) = stream_usage.error_type() {
                 ctx.error = Some(format!("upstream stream error: {et}"));
@@ -229,7 +241,11 @@ impl Relay {
                 Failure::Gateway(connect_error(&e))
             })?;
             let left = deadline.saturating_duration_since(Instant::now());
-            let res = timeout(first_byte.min(left), exchange_head(&mut s, req.clone(), body)).await;
+            let res = timeout(
+                first_byte.min(left),
+                exchange_head(&mut s, req.clone(), body),
+            )
+            .await;
             match res {
                 Ok(Ok(())) => return Ok(s),
                 Ok(Err(e)) => {
@@ -243,7 +259,11 @@ impl Relay {
                 Err(_) => {
                     s.shutdown().await;
                     return Err(Failure::Gateway(GatewayError::UpstreamTimeout(
-                        if first_byte <= left { "first byte" } else { "total" },
+                        if first_byte <= left {
+                            "first byte"
+                        } else {
+                            "total"
+                        },
                     )));
                 }
             }
@@ -281,7 +301,11 @@ impl Relay {
     }
 }
 
-async fn exchange_head(s: &mut HttpSession, req: RequestHeader, body: &Bytes) -> pingora::Result<()> {
+async fn exchange_head(
+    s: &mut HttpSession,
+    req: RequestHeader,
+    body: &Bytes,
+) -> pingora::Result<()> {
     s.write_request_header(Box::new(req)).await?;
     if !body.is_empty() {
         s.write_request_body(body.clone(), true).await?;

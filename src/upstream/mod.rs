@@ -49,10 +49,14 @@ impl Endpoint {
         } else if let Some(r) = url.strip_prefix("http://") {
             (false, r)
         } else {
-            return Err(format!("endpoint url `{url}` must start with http:// or https://"));
+            return Err(format!(
+                "endpoint url `{url}` must start with http:// or https://"
+            ));
         };
         if rest.contains('?') || rest.contains('#') {
-            return Err(format!("endpoint url `{url}` must not have a query or fragment"));
+            return Err(format!(
+                "endpoint url `{url}` must not have a query or fragment"
+            ));
         }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -148,10 +152,16 @@ mod tests {
     #[test]
     fn parse_endpoints() {
         let e = Endpoint::parse("https://api.anthropic.com").unwrap();
-        assert_eq!((e.tls, e.host.as_str(), e.port, e.base_path.as_str()), (true, "api.anthropic.com", 443, ""));
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port, e.base_path.as_str()),
+            (true, "api.anthropic.com", 443, "")
+        );
         assert_eq!(e.host_header(), "api.anthropic.com");
         let e = Endpoint::parse("http://127.0.0.1:8081/anthropic/").unwrap();
-        assert_eq!((e.tls, e.host.as_str(), e.port, e.base_path.as_str()), (false, "127.0.0.1", 8081, "/anthropic"));
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port, e.base_path.as_str()),
+            (false, "127.0.0.1", 8081, "/anthropic")
+        );
         assert_eq!(e.host_header(), "127.0.0.1:8081");
         let e = Endpoint::parse("http://[::1]:9000").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("::1", 9000));

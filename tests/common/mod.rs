@@ -46,7 +46,9 @@ impl Gateway {
     /// Everything the process wrote to stdout (access log) and stderr (error log).
     pub fn logs(&self) -> String {
         let mut s = std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default();
-        s.push_str(&std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default());
+        s.push_str(
+            &std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default(),
+        );
         s
     }
 
@@ -70,7 +72,11 @@ impl Gateway {
             {
                 return v;
             }
-            assert!(Instant::now() < deadline, "no access log line for {request_id}:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "no access log line for {request_id}:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -172,7 +178,11 @@ pub fn start_gateway_with(template: &str, upstream_url: &str) -> Gateway {
 fn http_get_status(port: u16, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut line = String::new();
     BufReader::new(&mut s).read_line(&mut line).ok()?;
     line.split_whitespace().nth(1)?.parse().ok()
