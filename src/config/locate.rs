@@ -123,9 +123,13 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(value, ..) => {
                 // A scalar in key position names the key.
-                if let (Some(Node::Map(..)), Some(slot @ None)) =
-                    (self.stack.last(), self.keys.last_mut())
+                if let (Some(Node::Map(map_pos, entries)), Some(slot @ None)) =
+                    (self.stack.last_mut(), self.keys.last_mut())
                 {
+                    // A block mapping is located at its first key.
+                    if entries.is_empty() {
+                        *map_pos = pos;
+                    }
                     *slot = Some(value);
                     return;
                 }
@@ -202,7 +206,7 @@ mod tests {
         let p = Path::root().key("server").key("threads");
         assert_eq!(l.find(&p), Pos { line: 2, col: 12 });
         let p = Path::root().key("routes").idx(0).key("upstream");
-        assert_eq!(l.find(&p), Pos { line: 4, col: 39 });
+        assert_eq!(l.find(&p), Pos { line: 4, col: 37 });
         let p = Path::root().key("routes").idx(1).key("upstream");
         assert_eq!(l.find(&p), Pos { line: 6, col: 15 });
     }

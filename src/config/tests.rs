@@ -109,7 +109,7 @@ fn missing_env_secret() {
     );
     let e = errors(&text);
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("test.yaml:7:"), "{}", e[0]);
+    assert!(e[0].starts_with("test.yaml:8:20:"), "{}", e[0]);
     assert!(
         e[0].contains("`SLUICE_TEST_SURELY_UNSET_VAR` is not set"),
         "{}",
