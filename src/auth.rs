@@ -19,6 +19,8 @@ pub struct Tenant {
     pub ip_allow: Vec<IpNet>,
     /// Model name patterns (`*` wildcards) allowed; empty = any.
     pub models: Vec<String>,
+    /// Request/token/concurrency limits and quotas.
+    pub limits: crate::limit::TenantLimits,
 }
 
 impl Tenant {
@@ -170,6 +172,7 @@ mod tests {
             biz: None,
             ip_allow: vec![],
             models: vec![],
+            limits: Default::default(),
         }
     }
 

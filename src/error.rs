@@ -29,6 +29,12 @@ pub enum GatewayError {
     InvalidBody(String),
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("{}", .reason.message())]
+    RateLimited {
+        reason: crate::limit::LimitReason,
+        /// Seconds, rounded up.
+        retry_after: u64,
+    },
     #[error("upstream unavailable")]
     UpstreamUnavailable,
     #[error("upstream timed out ({0})")]
@@ -49,6 +55,7 @@ impl GatewayError {
             MissingKey | InvalidKey => 401,
             IpNotAllowed | ModelNotAllowed(_) => 403,
             BodyTooLarge { .. } => 413,
+            RateLimited { .. } => 429,
             InvalidBody(_) | BodyRead(_) => 400,
             UpstreamUnavailable | UpstreamProtocol => 502,
             UpstreamTimeout(_) => 504,
@@ -65,6 +72,7 @@ impl GatewayError {
             MissingKey | InvalidKey => "authentication_error",
             IpNotAllowed | ModelNotAllowed(_) => "permission_error",
             BodyTooLarge { .. } => "request_too_large",
+            RateLimited { .. } => "rate_limit_error",
             UpstreamUnavailable | UpstreamTimeout(_) | UpstreamProtocol | Internal => "api_error",
         }
     }
@@ -80,6 +88,7 @@ impl GatewayError {
             IpNotAllowed => "policy.ip",
             ModelNotAllowed(_) => "policy.model",
             BodyTooLarge { .. } => "limit.max_body",
+            RateLimited { reason, .. } => reason.as_str(),
             InvalidBody(_) => "request.invalid_json",
             BodyRead(_) => "request.body_read",
             UpstreamUnavailable => "upstream.unavailable",
@@ -192,6 +201,10 @@ mod tests {
             IpNotAllowed,
             ModelNotAllowed("m".into()),
             BodyTooLarge { limit: 1 },
+            RateLimited {
+                reason: crate::limit::LimitReason::Requests,
+                retry_after: 1,
+            },
             InvalidBody("x".into()),
             BodyRead("x".into()),
             UpstreamUnavailable,
@@ -207,6 +220,7 @@ mod tests {
                     | (403, "permission_error")
                     | (404, "not_found_error")
                     | (413, "request_too_large")
+                    | (429, "rate_limit_error")
                     | (500 | 502 | 504, "api_error")
             );
             assert!(ok, "{e:?}");

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod keygen;
+pub mod limit;
 pub mod mock;
 pub mod observe;
 pub mod peek;

@@ -9,6 +9,8 @@ use std::borrow::Cow;
 pub struct RequestPeek {
     pub model: Option<String>,
     pub stream: bool,
+    /// `max_tokens`, present on Messages requests (not on count_tokens).
+    pub max_tokens: Option<u64>,
     /// The body parsed as a JSON object.
     pub valid_json: bool,
 }
@@ -19,6 +21,8 @@ struct Fields<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
 }
 
 /// Read `model` and `stream` from a JSON body; anything unparsable yields defaults.
@@ -27,6 +31,7 @@ pub fn peek_request(body: &[u8]) -> RequestPeek {
         Ok(f) => RequestPeek {
             model: f.model.map(Cow::into_owned),
             stream: f.stream.unwrap_or(false),
+            max_tokens: f.max_tokens,
             valid_json: true,
         },
         Err(_) => RequestPeek::default(),
@@ -43,6 +48,7 @@ mod tests {
         assert_eq!(p.model.as_deref(), Some("claude-sonnet-4-5"));
         assert!(p.stream);
         assert!(p.valid_json);
+        assert_eq!(p.max_tokens, Some(10));
         let p = peek_request(br#"{"messages":[],"model":"m\u00e9"}"#);
         assert_eq!(p.model.as_deref(), Some("mé"));
         assert!(!p.stream);

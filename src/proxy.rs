@@ -6,6 +6,11 @@
 use crate::auth::{presented_key, AuthFailure, Tenant};
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::limit::clientip::client_ip;
+use crate::limit::limiter::retry_after_secs;
+use crate::limit::{
+    estimate_input_tokens, Admission, AdmitRequest, LimitGuard, LimitReason, Limiter,
+};
 use crate::observe::access_log::{now_rfc3339, AccessLog, AccessRecord};
 use crate::observe::{client_request_id, new_request_id};
 use crate::relay::{upstream_request, Failure, Relay};
@@ -48,6 +53,12 @@ pub struct Ctx {
     pub bytes_out: u64,
     pub usage: Usage,
     pub error: Option<String>,
+    /// Limits taken at admission; settled in `logging`.
+    pub limit_guard: Option<LimitGuard>,
+    /// The tenant's buckets after admission, for `anthropic-ratelimit-*` headers.
+    pub ratelimit: Option<Admission>,
+    /// A Messages request (its tokens count against token limits and quotas).
+    pub billable: bool,
 }
 
 impl Ctx {
@@ -74,19 +85,23 @@ impl Ctx {
             bytes_out: 0,
             usage: Usage::default(),
             error: None,
+            limit_guard: None,
+            ratelimit: None,
+            billable: false,
         }
     }
 }
 
-/// The gateway: current config, upstream relay, access log.
+/// The gateway: current config, upstream relay, limiter, access log.
 pub struct Gateway {
     pub config: Arc<ArcSwap<Config>>,
     relay: Relay,
+    limiter: Arc<Limiter>,
     access_log: AccessLog,
 }
 
 impl Gateway {
-    pub fn new(config: Arc<ArcSwap<Config>>, access_log: AccessLog) -> Self {
+    pub fn new(config: Arc<ArcSwap<Config>>, limiter: Arc<Limiter>, access_log: AccessLog) -> Self {
         let pool = config
             .load()
             .upstreams
@@ -97,6 +112,7 @@ impl Gateway {
         Gateway {
             config,
             relay: Relay::new(pool),
+            limiter,
             access_log,
         }
     }
@@ -108,6 +124,26 @@ impl Gateway {
         ctx: &mut Ctx,
         cfg: &Config,
     ) -> Result<(), Failure> {
+        // The client's address (trusted proxies' X-Forwarded-For) and the pre-auth guard,
+        // before any hashing work.
+        if !cfg.trusted_proxies.is_empty() {
+            let xff = session
+                .req_header()
+                .headers
+                .get("x-forwarded-for")
+                .map(|v| v.as_bytes());
+            ctx.client_ip = client_ip(ctx.client_ip, xff, &cfg.trusted_proxies);
+        }
+        if let (Some(bucket), Some(ip)) = (&cfg.client_ip_limit, ctx.client_ip) {
+            let (ok, retry_ns) = self.limiter.client_ip(&ip.to_string(), bucket).await;
+            if !ok {
+                return Err(Failure::Gateway(GatewayError::RateLimited {
+                    reason: LimitReason::ClientIp,
+                    retry_after: retry_after_secs(retry_ns),
+                }));
+            }
+        }
+
         let req = session.req_header();
         let method = req.method.as_str();
         let path = req.uri.path();
@@ -146,15 +182,22 @@ impl Gateway {
 
         let body = read_body(session, cfg.max_body).await?;
         ctx.bytes_in = body.len() as u64;
+        let mut max_tokens = None;
         if !body.is_empty() {
             let peek = crate::peek::peek_request(&body);
             ctx.model = peek.model;
             ctx.stream = peek.stream;
+            max_tokens = peek.max_tokens;
             if !tenant.models.is_empty() && !tenant.model_allowed(ctx.model.as_deref()) {
                 return Err(Failure::Gateway(GatewayError::ModelNotAllowed(
                     ctx.model.clone().unwrap_or_else(|| "(none)".into()),
                 )));
             }
+        }
+        ctx.billable = max_tokens.is_some();
+        if !tenant.limits.is_empty() {
+            self.admit(ctx, &tenant, body.len(), max_tokens, cfg, route.upstream)
+                .await?;
         }
 
         let Some(up) = cfg.upstreams.get(route.upstream) else {
@@ -182,6 +225,61 @@ impl Gateway {
         self.relay.forward(session, ctx, up, ureq, body).await
     }
 
+    /// Check the tenant's limits; on admission keep a guard (settled in `logging`) and
+    /// wait out any `delay`.
+    async fn admit(
+        &self,
+        ctx: &mut Ctx,
+        tenant: &Tenant,
+        body_len: usize,
+        max_tokens: Option<u64>,
+        cfg: &Config,
+        upstream: usize,
+    ) -> Result<(), Failure> {
+        let estimate = match (&tenant.limits.tokens, max_tokens) {
+            (Some(_), Some(m)) => estimate_input_tokens(body_len).saturating_add(m),
+            _ => 0,
+        };
+        // A lease outlives the longest possible exchange, then frees itself.
+        let lease_ttl = cfg
+            .upstreams
+            .get(upstream)
+            .map_or(Duration::from_secs(900), |u| u.timeouts.total)
+            + Duration::from_secs(60);
+        let lease_id = new_request_id();
+        let req = AdmitRequest {
+            tenant: &tenant.name,
+            limits: &tenant.limits,
+            token_estimate: estimate,
+            lease_id: &lease_id,
+            lease_ttl_ns: lease_ttl.as_nanos() as u64,
+            unix_secs: Limiter::now_unix(),
+        };
+        let (adm, used) = self.limiter.admit(&req).await;
+        let refused = adm.refused;
+        let retry = adm.retry_after_ns;
+        let delay = adm.delay_ns;
+        ctx.ratelimit = Some(adm);
+        if let Some(reason) = refused {
+            return Err(Failure::Gateway(GatewayError::RateLimited {
+                reason,
+                retry_after: retry_after_secs(retry),
+            }));
+        }
+        ctx.limit_guard = Some(LimitGuard::new(
+            self.limiter.clone(),
+            &tenant.name,
+            &tenant.limits,
+            estimate,
+            &lease_id,
+            used,
+        ));
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_nanos(delay)).await;
+        }
+        Ok(())
+    }
+
     /// Write a gateway-made error (Anthropic shape + `x-sluice-reason`).
     async fn respond_error(
         &self,
@@ -202,6 +300,10 @@ impl Gateway {
         if let GatewayError::MethodNotAllowed { allow, .. } = e {
             resp.insert_header("allow", allow.as_str())?;
         }
+        if let GatewayError::RateLimited { retry_after, .. } = e {
+            resp.insert_header("retry-after", retry_after.to_string())?;
+        }
+        crate::relay::headers::add_ratelimit_headers(&mut resp, ctx);
         if matches!(
             e,
             GatewayError::BodyTooLarge { .. } | GatewayError::BodyRead(_)
@@ -361,6 +463,16 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(guard) = ctx.limit_guard.take() {
+            let u = &ctx.usage;
+            // Cache reads are not counted against limits (as with Anthropic's own).
+            let used = if ctx.billable {
+                u.input_tokens + u.cache_creation_input_tokens + u.output_tokens
+            } else {
+                0
+            };
+            guard.finish(used).await;
+        }
         if !self.access_log.enabled() {
             return;
         }

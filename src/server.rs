@@ -3,6 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::limit::Limiter;
 use crate::observe::access_log::AccessLog;
 use crate::proxy::Gateway;
 use arc_swap::ArcSwap;
@@ -75,7 +76,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
     let source = cfg.source.display().to_string();
     let shared = Arc::new(ArcSwap::from_pointee(cfg));
 
-    let gateway = Gateway::new(shared.clone(), access_log);
+    let limiter = Arc::new(Limiter::new(shared.load().redis.clone()));
+    let gateway = Gateway::new(shared.clone(), limiter, access_log);
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = listeners
         .iter()

@@ -100,6 +100,12 @@ pub struct Config {
     pub upstreams: Vec<Arc<Upstream>>,
     pub routes: RouteTable,
     pub max_body: u64,
+    /// `Some(url)` when limiter state is shared through Redis.
+    pub redis: Option<String>,
+    /// The pre-auth guard by client address.
+    pub client_ip_limit: Option<crate::limit::Gcra>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tenants: TenantTable,
     pub access_log: LogTarget,
     /// Things that are allowed but worth a warning (printed by `-t`, logged at start).
@@ -508,13 +514,50 @@ impl Builder {
             });
         }
 
+        // state
+        let redis = match f.state.as_deref().map(str::trim) {
+            None | Some("memory") => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("unix://") => {
+                Some(url.to_string())
+            }
+            Some(other) => {
+                let shown = if other.contains('@') {
+                    "(hidden)"
+                } else {
+                    other
+                };
+                self.err(
+                    &root.key("state"),
+                    format!("state must be `memory` or a redis://host:port/db URL, not `{shown}`"),
+                );
+                None
+            }
+        };
+
         // limits
+        let lp = root.key("limits");
         if f.limits.max_body.0 == 0 {
-            self.err(
-                &root.key("limits").key("max_body"),
-                "max_body must be greater than zero",
-            );
+            self.err(&lp.key("max_body"), "max_body must be greater than zero");
         }
+        let client_ip_limit = f.limits.client_ip.as_ref().map(|c| {
+            crate::limit::Gcra::requests(c.rate.count, c.rate.per.as_nanos() as u64, c.burst)
+        });
+        let mut trusted_proxies = Vec::new();
+        for (i, c) in f.limits.trusted_proxies.iter().enumerate() {
+            match parse_cidr(c) {
+                Some(n) => trusted_proxies.push(n),
+                None => self.err(
+                    &lp.key("trusted_proxies").idx(i),
+                    format!("invalid CIDR `{c}`"),
+                ),
+            }
+        }
+        let defaults = schema::TenantLimits {
+            requests: f.limits.requests.clone(),
+            tokens: f.limits.tokens.clone(),
+            concurrency: f.limits.concurrency,
+            quota: f.limits.quota.clone(),
+        };
 
         // tenants
         let tp = root.key("tenants");
@@ -578,11 +621,13 @@ impl Builder {
                     self.err(&at.key("models").idx(j), "model pattern must not be empty");
                 }
             }
+            let limits = self.tenant_limits(&at.key("limits"), &lp, &t.limits, &defaults);
             let tenant = Tenant {
                 name: t.name.clone(),
                 biz: t.biz.clone(),
                 ip_allow,
                 models: t.models.clone(),
+                limits,
             };
             if let Err(owner) = tenants.add(tenant, &digests) {
                 self.err(
@@ -624,9 +669,97 @@ impl Builder {
             upstreams,
             routes: RouteTable { routes },
             max_body: f.limits.max_body.0,
+            redis,
+            client_ip_limit,
+            trusted_proxies,
             tenants,
             access_log,
             warnings: std::mem::take(&mut self.warnings),
+        }
+    }
+}
+
+impl Builder {
+    /// A tenant's limits: its own settings, each falling back to the `limits` default.
+    fn tenant_limits(
+        &mut self,
+        at: &YPath,
+        defaults_at: &YPath,
+        own: &schema::TenantLimits,
+        defaults: &schema::TenantLimits,
+    ) -> crate::limit::TenantLimits {
+        use crate::limit::{Gcra, Quota, RequestLimit};
+        let pick = |own_set: bool| {
+            if own_set {
+                at.clone()
+            } else {
+                defaults_at.clone()
+            }
+        };
+        let requests = own
+            .requests
+            .as_ref()
+            .or(defaults.requests.as_ref())
+            .map(|r| RequestLimit {
+                bucket: Gcra::requests(r.rate.count, r.rate.per.as_nanos() as u64, r.burst),
+                delay: r.delay,
+            });
+        let tokens = match own.tokens.as_ref().or(defaults.tokens.as_ref()) {
+            Some(t) => {
+                let p = pick(own.tokens.is_some()).key("tokens").key("burst");
+                let cap = t.burst.unwrap_or(t.rate.count);
+                if cap == 0 {
+                    self.err(&p, "token burst must be greater than zero");
+                }
+                Some(Gcra::tokens(
+                    t.rate.count,
+                    t.rate.per.as_nanos() as u64,
+                    cap,
+                ))
+            }
+            None => None,
+        };
+        let concurrency = own.concurrency.or(defaults.concurrency);
+        if concurrency == Some(0) {
+            let p = pick(own.concurrency.is_some()).key("concurrency");
+            self.err(&p, "concurrency must be at least 1 (omit it for no cap)");
+        }
+        let quota = match own.quota.as_ref().or(defaults.quota.as_ref()) {
+            Some(q) => {
+                let p = pick(own.quota.is_some()).key("quota");
+                if q.daily_requests == Some(0) || q.daily_tokens == Some(0) {
+                    self.err(
+                        &p,
+                        "daily quotas must be greater than zero (omit them for no quota)",
+                    );
+                }
+                if q.daily_requests.is_none() && q.daily_tokens.is_none() {
+                    self.err(&p, "a quota needs daily_requests and/or daily_tokens");
+                }
+                let offset = match &q.utc_offset {
+                    Some(o) => match units::parse_utc_offset(o) {
+                        Ok(v) => v,
+                        Err(m) => {
+                            self.err(&p.key("utc_offset"), m);
+                            0
+                        }
+                    },
+                    None => 0,
+                };
+                Some(Quota {
+                    daily_requests: q.daily_requests,
+                    daily_tokens: q.daily_tokens,
+                    warn_at: q.warn_at.0,
+                    utc_offset_secs: offset,
+                })
+            }
+            None => None,
+        };
+        crate::limit::TenantLimits {
+            requests,
+            tokens,
+            concurrency,
+            quota,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! every key has a default. Nothing here is used at request time: `build` turns it into
 //! the runtime [`crate::config::Config`].
 
-use super::units::{Dur, Size};
+use super::units::{Dur, Percent, Rate, Size};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -13,6 +13,8 @@ pub struct File {
     pub server: Server,
     pub listeners: Vec<Listener>,
     pub admin: Option<Admin>,
+    /// `memory` (default) or `redis://host:port/db`.
+    pub state: Option<String>,
     pub upstreams: BTreeMap<String, Upstream>,
     pub routes: Vec<Route>,
     pub limits: Limits,
@@ -217,14 +219,82 @@ pub struct Route {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_body: Size,
+    /// Pre-auth guard by client address.
+    pub client_ip: Option<ClientIpLimit>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    // Defaults for every tenant (each overridable per tenant):
+    pub requests: Option<RequestsLimit>,
+    pub tokens: Option<TokensLimit>,
+    pub concurrency: Option<u32>,
+    pub quota: Option<QuotaLimit>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body: Size(32 << 20),
+            client_ip: None,
+            trusted_proxies: Vec::new(),
+            requests: None,
+            tokens: None,
+            concurrency: None,
+            quota: None,
         }
     }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpLimit {
+    pub rate: Rate,
+    #[serde(default)]
+    pub burst: u64,
+}
+
+/// `requests: {rate, burst, delay}` — nginx `limit_req`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsLimit {
+    pub rate: Rate,
+    #[serde(default)]
+    pub burst: u64,
+    #[serde(default)]
+    pub delay: bool,
+}
+
+/// `tokens: {rate, burst}` — burst defaults to one period's worth.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TokensLimit {
+    pub rate: Rate,
+    pub burst: Option<u64>,
+}
+
+/// `quota: {daily_tokens, daily_requests, warn_at, utc_offset}`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaLimit {
+    pub daily_tokens: Option<u64>,
+    pub daily_requests: Option<u64>,
+    #[serde(default = "default_warn_at")]
+    pub warn_at: Percent,
+    /// `+08:00`, `-05:00`, `Z` (default: UTC).
+    pub utc_offset: Option<String>,
+}
+
+fn default_warn_at() -> Percent {
+    Percent(0.8)
+}
+
+/// Per-tenant overrides of `limits`.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantLimits {
+    pub requests: Option<RequestsLimit>,
+    pub tokens: Option<TokensLimit>,
+    pub concurrency: Option<u32>,
+    pub quota: Option<QuotaLimit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +307,8 @@ pub struct Tenant {
     pub ip_allow: Vec<String>,
     #[serde(default)]
     pub models: Vec<String>,
+    #[serde(default)]
+    pub limits: TenantLimits,
 }
 
 /// A tenant key: its SHA-256 (hex), or for local setups the key itself from env/file.

@@ -31,6 +31,50 @@ impl Rate {
     }
 }
 
+/// A fraction written as `80%` or `0.8`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percent(pub f64);
+
+/// Parse `80%` / `0.8` into a fraction in (0, 1].
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("invalid percentage `{t}` (write e.g. 80%)"))?;
+    if !(v > 0.0 && v <= 1.0) {
+        return Err(format!(
+            "percentage `{t}` must be above 0% and at most 100%"
+        ));
+    }
+    Ok(v)
+}
+
+/// Parse a UTC offset: `+08:00`, `-05:30`, `+8`, `Z`, `UTC`. Returns seconds.
+pub fn parse_utc_offset(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("z") || t.eq_ignore_ascii_case("utc") {
+        return Ok(0);
+    }
+    let err = || format!("invalid UTC offset `{t}` (write e.g. +08:00 or -05:00)");
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => return Err(err()),
+    };
+    let (h, m) = match rest.split_once(':') {
+        Some((h, m)) => (h, m),
+        None => (rest, "0"),
+    };
+    let h: i64 = h.parse().map_err(|_| err())?;
+    let m: i64 = m.parse().map_err(|_| err())?;
+    if h > 14 || m > 59 {
+        return Err(err());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
 /// Parse a humane duration.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -137,6 +181,14 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrVisitor("a percentage such as 80%", |s: &str| {
+            parse_percent(s).map(Percent)
+        }))
+    }
+}
+
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(StrVisitor("a rate such as 100/m", parse_rate))
@@ -169,6 +221,21 @@ mod tests {
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("1e400MiB").is_err());
+    }
+
+    #[test]
+    fn percents_and_offsets() {
+        assert_eq!(parse_percent("80%").unwrap(), 0.8);
+        assert_eq!(parse_percent("0.5").unwrap(), 0.5);
+        assert!(parse_percent("0%").is_err());
+        assert!(parse_percent("120%").is_err());
+        assert!(parse_percent("lots").is_err());
+        assert_eq!(parse_utc_offset("+08:00").unwrap(), 8 * 3600);
+        assert_eq!(parse_utc_offset("-05:30").unwrap(), -(5 * 3600 + 30 * 60));
+        assert_eq!(parse_utc_offset("Z").unwrap(), 0);
+        assert_eq!(parse_utc_offset("+8").unwrap(), 8 * 3600);
+        assert!(parse_utc_offset("08:00").is_err());
+        assert!(parse_utc_offset("+25:00").is_err());
     }
 
     #[test]

@@ -128,9 +128,12 @@ impl AccessLog {
 
 /// RFC 3339 UTC timestamp with milliseconds, without pulling in a date crate.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// RFC 3339 UTC timestamp with milliseconds for any time.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let now = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs();
     let ms = now.subsec_millis();
     let days = (secs / 86400) as i64;

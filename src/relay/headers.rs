@@ -157,6 +157,7 @@ pub fn client_response(
         // chunked so the client connection can be kept.
         let _ = resp.insert_header("transfer-encoding", "chunked");
     }
+    add_ratelimit_headers(&mut resp, ctx);
     let sluice = ctx.start.elapsed().saturating_sub(upstream_ttfb);
     let _ = resp.insert_header("server-timing", server_timing(sluice, upstream_ttfb));
     Ok(resp)
@@ -164,4 +165,27 @@ pub fn client_response(
 
 fn no_body_status(s: u16) -> bool {
     s == 204 || s == 304 || (100..200).contains(&s)
+}
+
+/// The tenant's own budget in Anthropic's header names: `-limit` is the bucket's size,
+/// `-remaining` what could be sent right now, `-reset` when the bucket is full again.
+pub fn add_ratelimit_headers(resp: &mut ResponseHeader, ctx: &Ctx) {
+    let Some(a) = &ctx.ratelimit else { return };
+    let now = std::time::SystemTime::now();
+    for (kind, state) in [("requests", &a.requests), ("tokens", &a.tokens)] {
+        let Some(st) = state else { continue };
+        let reset = now + Duration::from_nanos(st.reset_ns);
+        let _ = resp.insert_header(
+            format!("anthropic-ratelimit-{kind}-limit"),
+            st.limit.to_string(),
+        );
+        let _ = resp.insert_header(
+            format!("anthropic-ratelimit-{kind}-remaining"),
+            st.remaining.to_string(),
+        );
+        let _ = resp.insert_header(
+            format!("anthropic-ratelimit-{kind}-reset"),
+            crate::observe::access_log::rfc3339(reset),
+        );
+    }
 }

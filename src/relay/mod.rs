@@ -112,7 +112,16 @@ impl Relay {
 
         let sent_at = Instant::now();
         ctx.upstream_started = Some(sent_at);
-        let mut upstream = self.send(&peer, req, &body, t.first_byte, deadline).await?;
+        let mut upstream = tokio::select! {
+            r = self.send(&peer, req, &body, t.first_byte, deadline) => r?,
+            _ = client_gone(session) => {
+                ctx.error = Some("client went away before the response".into());
+                return Err(Failure::Abort(Error::explain(
+                    ErrorType::ConnectionClosed,
+                    "client closed the connection while waiting for the upstream",
+                )));
+            }
+        };
         let header_at = Instant::now();
         ctx.upstream_wait += header_at - sent_at;
         let Some(uresp) = upstream.response_header() else {
@@ -145,7 +154,19 @@ impl Relay {
                     .await;
             }
             let wait = t.idle.min(deadline - now);
-            let read = timeout(wait, upstream.read_response_body()).await;
+            let read = tokio::select! {
+                r = timeout(wait, upstream.read_response_body()) => r,
+                _ = client_gone(session) => {
+                    // Dropping the upstream session cancels the upstream request.
+                    ctx.error = Some("client went away".into());
+                    ctx.usage = stream_usage.usage();
+                    upstream.shutdown().await;
+                    return Err(Failure::Abort(Error::explain(
+                        ErrorType::ConnectionClosed,
+                        "client closed the connection mid-response",
+                    )));
+                }
+            };
             ctx.upstream_wait += now.elapsed();
             let chunk = match read {
                 Err(_) => {
@@ -298,6 +319,18 @@ impl Relay {
             ErrorType::ReadError,
             format!("upstream stream interrupted: {what}"),
         )))
+    }
+}
+
+/// Resolves when the client closes its connection (or resets its h2 stream); never
+/// otherwise. Stray bytes from the client (a pipelined request) are ignored here.
+async fn client_gone(session: &mut Session) {
+    loop {
+        match session.as_downstream_mut().read_body_or_idle(true).await {
+            Err(_) => return,
+            Ok(Some(_)) => continue,
+            Ok(None) => std::future::pending::<()>().await,
+        }
     }
 }
 
