@@ -5,7 +5,7 @@
 set -euo pipefail
 want=(cmake pkg-config libssl-dev gcc g++ make curl ca-certificates)
 if [ "${1:-build}" = test ]; then
-  want+=(python3 python3-venv python3-pip openssl)
+  want+=(python3 python3-venv python3-pip openssl redis-server nginx-light)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -8,12 +8,26 @@ use std::time::{Duration, Instant};
 
 fn with_limits(tenant_limits: &str, global: &str) -> String {
     default_config()
-        .replace("limits:\n  max_body: 1MiB", &format!("limits:\n  max_body: 1MiB\n{global}"))
-        .replace("    biz: support\n", &format!("    biz: support\n    limits:\n{tenant_limits}"))
+        .replace(
+            "limits:\n  max_body: 1MiB",
+            &format!("limits:\n  max_body: 1MiB\n{global}"),
+        )
+        .replace(
+            "    biz: support\n",
+            &format!("    biz: support\n    limits:\n{tenant_limits}"),
+        )
 }
 
-async fn post(gw: &Gateway, key: &str, body: serde_json::Value, extra: &[(&str, &str)]) -> reqwest::Response {
-    let mut rb = client().post(gw.url("/v1/messages")).header("x-api-key", key).json(&body);
+async fn post(
+    gw: &Gateway,
+    key: &str,
+    body: serde_json::Value,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut rb = client()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", key)
+        .json(&body);
     for (k, v) in extra {
         rb = rb.header(*k, *v);
     }
@@ -28,7 +42,10 @@ fn h<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
 async fn request_limit_burst_then_429_with_retry_after_and_headers() {
     let (_mock, url) = start_mock();
     // 1 request per 2 s, burst 2: three pass at once, the fourth is refused
-    let gw = start_gateway_with(&with_limits("      requests: { rate: 30/m, burst: 2 }\n", ""), &url);
+    let gw = start_gateway_with(
+        &with_limits("      requests: { rate: 30/m, burst: 2 }\n", ""),
+        &url,
+    );
     let mut statuses = vec![];
     let mut last_ok = None;
     for _ in 0..3 {
@@ -69,13 +86,27 @@ async fn request_limit_burst_then_429_with_retry_after_and_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn delay_mode_waits_instead_of_refusing() {
     let (_mock, url) = start_mock();
-    let gw = start_gateway_with(&with_limits("      requests: { rate: 10/s, burst: 2, delay: true }\n", ""), &url);
+    let gw = start_gateway_with(
+        &with_limits(
+            "      requests: { rate: 10/s, burst: 2, delay: true }\n",
+            "",
+        ),
+        &url,
+    );
     let start = Instant::now();
     let mut handles = vec![];
     for _ in 0..5 {
         let u = gw.url("/v1/messages");
         handles.push(tokio::spawn(async move {
-            client().post(u).header("x-api-key", TENANT_KEY).json(&message_body(false)).send().await.unwrap().status().as_u16()
+            client()
+                .post(u)
+                .header("x-api-key", TENANT_KEY)
+                .json(&message_body(false))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
         }));
     }
     let mut codes = vec![];
@@ -85,7 +116,11 @@ async fn delay_mode_waits_instead_of_refusing() {
     codes.sort();
     // burst 2: three admitted (the 2nd and 3rd wait 100 and 200 ms), two refused
     assert_eq!(codes, vec![200, 200, 200, 429, 429]);
-    assert!(start.elapsed() >= Duration::from_millis(190), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,7 +133,10 @@ async fn concurrency_cap_counts_open_streams_and_frees_on_disconnect() {
     for _ in 0..3 {
         let u = gw.url("/v1/messages");
         handles.push(tokio::spawn(async move {
-            let mut rb = client().post(u).header("x-api-key", TENANT_KEY).json(&message_body(true));
+            let mut rb = client()
+                .post(u)
+                .header("x-api-key", TENANT_KEY)
+                .json(&message_body(true));
             for (k, v) in slow {
                 rb = rb.header(k, v);
             }
@@ -119,7 +157,10 @@ async fn concurrency_cap_counts_open_streams_and_frees_on_disconnect() {
 
     // two open streams; one client walks away mid-stream
     let open = |gw: &Gateway| {
-        let mut rb = client().post(gw.url("/v1/messages")).header("x-api-key", TENANT_KEY).json(&message_body(true));
+        let mut rb = client()
+            .post(gw.url("/v1/messages"))
+            .header("x-api-key", TENANT_KEY)
+            .json(&message_body(true));
         for (k, v) in slow {
             rb = rb.header(k, v);
         }
@@ -127,7 +168,10 @@ async fn concurrency_cap_counts_open_streams_and_frees_on_disconnect() {
     };
     let a = open(&gw).await.unwrap();
     let b = open(&gw).await.unwrap();
-    assert_eq!((a.status(), b.status()), (reqwest::StatusCode::OK, reqwest::StatusCode::OK));
+    assert_eq!(
+        (a.status(), b.status()),
+        (reqwest::StatusCode::OK, reqwest::StatusCode::OK)
+    );
     let r = post(&gw, TENANT_KEY, message_body(false), &[]).await;
     assert_eq!(r.status(), 429, "both slots are taken");
     let mut sa = a.bytes_stream();
@@ -139,7 +183,10 @@ async fn concurrency_cap_counts_open_streams_and_frees_on_disconnect() {
         if r.status() == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "slot was not released after the client left");
+        assert!(
+            Instant::now() < deadline,
+            "slot was not released after the client left"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(b);
@@ -158,14 +205,26 @@ async fn token_limit_reserves_max_tokens_and_reconciles_from_usage() {
     // reconciliation the second would be refused.
     for stream in [false, true, false, true] {
         let r = post(&gw, TENANT_KEY, big(stream), &[]).await;
-        assert_eq!(r.status(), 200, "stream={stream}: {:?}\n{}", h(&r, "x-sluice-reason"), gw.logs());
+        assert_eq!(
+            r.status(),
+            200,
+            "stream={stream}: {:?}\n{}",
+            h(&r, "x-sluice-reason"),
+            gw.logs()
+        );
         let _ = r.bytes().await;
         tokio::time::sleep(Duration::from_millis(100)).await; // settle happens after the response
     }
     let r = post(&gw, TENANT_KEY, big(false), &[]).await;
-    let remaining: u64 = h(&r, "anthropic-ratelimit-tokens-remaining").unwrap().parse().unwrap();
+    let remaining: u64 = h(&r, "anthropic-ratelimit-tokens-remaining")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(h(&r, "anthropic-ratelimit-tokens-limit"), Some("1000"));
-    assert!(remaining < 100, "a reservation of ~830 is held: {remaining}");
+    assert!(
+        remaining < 100,
+        "a reservation of ~830 is held: {remaining}"
+    );
     let _ = r.bytes().await;
     // a request that cannot fit at all is refused with the token reason
     let huge = serde_json::json!({"model":"m","max_tokens":5000,"messages":[{"role":"user","content":"x"}]});
@@ -182,42 +241,84 @@ async fn daily_quota_warns_then_refuses_until_the_day_ends() {
         &url,
     );
     for _ in 0..3 {
-        assert_eq!(post(&gw, TENANT_KEY, message_body(false), &[]).await.status(), 200);
+        assert_eq!(
+            post(&gw, TENANT_KEY, message_body(false), &[])
+                .await
+                .status(),
+            200
+        );
     }
     let r = post(&gw, TENANT_KEY, message_body(false), &[]).await;
     assert_eq!(r.status(), 429);
     assert_eq!(h(&r, "x-sluice-reason"), Some("quota.requests"));
     let retry: u64 = h(&r, "retry-after").unwrap().parse().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let to_midnight = 86_400 - now % 86_400;
-    assert!(retry.abs_diff(to_midnight) <= 2, "retry-after {retry} vs {to_midnight}");
+    assert!(
+        retry.abs_diff(to_midnight) <= 2,
+        "retry-after {retry} vs {to_midnight}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     let logs = gw.logs();
-    assert_eq!(logs.matches("quota warning: tenant team-a").count(), 1, "{logs}");
+    assert_eq!(
+        logs.matches("quota warning: tenant team-a").count(),
+        1,
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_ip_guard_runs_before_auth_and_trusts_only_listed_proxies() {
     let (mock, url) = start_mock();
     let gw = start_gateway_with(
-        &with_limits("", "  client_ip: { rate: 1/m, burst: 2 }\n  trusted_proxies: [127.0.0.1/32]\n")
-            .replace("    limits:\n  - name: team-b", "  - name: team-b"),
+        &with_limits(
+            "",
+            "  client_ip: { rate: 1/m, burst: 2 }\n  trusted_proxies: [127.0.0.1/32]\n",
+        )
+        .replace("    limits:\n  - name: team-b", "  - name: team-b"),
         &url,
     );
     let before = mock.requests().len();
     // key spraying from one address: refused by the guard after the burst
     let mut reasons = vec![];
     for i in 0..4 {
-        let r = post(&gw, &format!("sk-sluice-guess-{i}"), message_body(false), &[("x-forwarded-for", "198.51.100.1")]).await;
-        reasons.push((r.status().as_u16(), h(&r, "x-sluice-reason").unwrap_or("").to_string()));
+        let r = post(
+            &gw,
+            &format!("sk-sluice-guess-{i}"),
+            message_body(false),
+            &[("x-forwarded-for", "198.51.100.1")],
+        )
+        .await;
+        reasons.push((
+            r.status().as_u16(),
+            h(&r, "x-sluice-reason").unwrap_or("").to_string(),
+        ));
     }
-    assert_eq!(reasons[..3].iter().map(|r| r.0).collect::<Vec<_>>(), vec![401, 401, 401]);
+    assert_eq!(
+        reasons[..3].iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![401, 401, 401]
+    );
     assert_eq!(reasons[3], (429, "limit.client_ip".to_string()));
     // another address behind the same (trusted) proxy has its own bucket
-    let r = post(&gw, TENANT_KEY, message_body(false), &[("x-forwarded-for", "198.51.100.2")]).await;
+    let r = post(
+        &gw,
+        TENANT_KEY,
+        message_body(false),
+        &[("x-forwarded-for", "198.51.100.2")],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     // spoofed left-most entries are ignored: the right-most untrusted hop counts
-    let r = post(&gw, TENANT_KEY, message_body(false), &[("x-forwarded-for", "1.2.3.4, 198.51.100.1")]).await;
+    let r = post(
+        &gw,
+        TENANT_KEY,
+        message_body(false),
+        &[("x-forwarded-for", "1.2.3.4, 198.51.100.1")],
+    )
+    .await;
     assert_eq!(r.status(), 429);
     assert_eq!(mock.requests().len(), before + 1);
 }
