@@ -14,6 +14,7 @@ SLUICE_BIN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "target/debug/sluic
 MOCK_BIN = os.environ.get("MOCK_BIN", os.path.join(ROOT, "target/debug/mock-upstream"))
 
 TENANT_KEY = "sk-sluice-sdk-test-" + os.urandom(16).hex()
+LIMITED_KEY = "sk-sluice-sdk-limited-" + os.urandom(16).hex()
 UPSTREAM_KEY = "sk-ant-sdk-upstream-" + os.urandom(16).hex()
 
 
@@ -45,6 +46,10 @@ limits: {{ max_body: 256KiB }}
 tenants:
   - name: sdk
     keys: [ {{ sha256: "{sha}" }} ]
+  - name: sdk-limited
+    keys: [ {{ sha256: "{limited_sha}" }} ]
+    limits:
+      requests: {{ rate: 1/m, burst: 0 }}
 """
 
 
@@ -68,6 +73,7 @@ class Stack:
                     mock=self.mock_addr,
                     dead=free_port(),
                     sha=hashlib.sha256(TENANT_KEY.encode()).hexdigest(),
+                    limited_sha=hashlib.sha256(LIMITED_KEY.encode()).hexdigest(),
                 )
             )
         self.log_path = os.path.join(self.dir, "sluice.log")

@@ -2,7 +2,7 @@
 import anthropic
 import pytest
 
-from conftest import TENANT_KEY, UPSTREAM_KEY
+from conftest import LIMITED_KEY, TENANT_KEY, UPSTREAM_KEY
 
 
 def test_messages_create(client, stack):
@@ -142,3 +142,18 @@ def test_no_key_in_logs(stack):
     assert TENANT_KEY not in logs
     assert UPSTREAM_KEY not in logs
     assert '"status":200' in logs
+
+
+def test_rate_limit_is_rate_limit_error_with_retry_after(stack):
+    c = anthropic.Anthropic(base_url=stack.base_url, api_key=LIMITED_KEY, max_retries=0)
+    first = c.messages.with_raw_response.create(
+        model="claude-sonnet-5", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+    )
+    assert first.headers["anthropic-ratelimit-requests-limit"] == "1"
+    assert first.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    with pytest.raises(anthropic.RateLimitError) as e:
+        c.messages.create(model="claude-sonnet-5", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 429
+    assert e.value.body["error"]["type"] == "rate_limit_error"
+    assert e.value.response.headers["x-sluice-reason"] == "limit.tenant.requests"
+    assert 1 <= int(e.value.response.headers["retry-after"]) <= 60
