@@ -32,7 +32,7 @@ impl ServeHttp for AdminApp {
             "/healthz" => json(200, r#"{"status":"ok"}"#.into()),
             "/readyz" => {
                 let cfg = self.config.load();
-                let usable = cfg.upstreams.iter().any(|u| !u.endpoints.is_empty());
+                let usable = cfg.upstreams.iter().any(|u| u.any_usable());
                 if usable {
                     json(200, r#"{"status":"ready"}"#.into())
                 } else {

@@ -37,6 +37,8 @@ pub enum GatewayError {
     },
     #[error("upstream unavailable")]
     UpstreamUnavailable,
+    #[error("every upstream key is resting after upstream errors; retry later")]
+    NoUpstreamKey { retry_after: u64 },
     #[error("upstream timed out ({0})")]
     UpstreamTimeout(&'static str),
     #[error("upstream returned an invalid response")]
@@ -58,6 +60,7 @@ impl GatewayError {
             RateLimited { .. } => 429,
             InvalidBody(_) | BodyRead(_) => 400,
             UpstreamUnavailable | UpstreamProtocol => 502,
+            NoUpstreamKey { .. } => 503,
             UpstreamTimeout(_) => 504,
             Internal => 500,
         }
@@ -73,7 +76,11 @@ impl GatewayError {
             IpNotAllowed | ModelNotAllowed(_) => "permission_error",
             BodyTooLarge { .. } => "request_too_large",
             RateLimited { .. } => "rate_limit_error",
-            UpstreamUnavailable | UpstreamTimeout(_) | UpstreamProtocol | Internal => "api_error",
+            UpstreamUnavailable
+            | UpstreamTimeout(_)
+            | UpstreamProtocol
+            | NoUpstreamKey { .. }
+            | Internal => "api_error",
         }
     }
 
@@ -92,6 +99,7 @@ impl GatewayError {
             InvalidBody(_) => "request.invalid_json",
             BodyRead(_) => "request.body_read",
             UpstreamUnavailable => "upstream.unavailable",
+            NoUpstreamKey { .. } => "upstream.no_key",
             UpstreamTimeout(_) => "upstream.timeout",
             UpstreamProtocol => "upstream.protocol",
             Internal => "internal",
@@ -210,6 +218,7 @@ mod tests {
             UpstreamUnavailable,
             UpstreamTimeout("first byte"),
             UpstreamProtocol,
+            NoUpstreamKey { retry_after: 1 },
             Internal,
         ];
         for e in all {
@@ -221,7 +230,7 @@ mod tests {
                     | (404, "not_found_error")
                     | (413, "request_too_large")
                     | (429, "rate_limit_error")
-                    | (500 | 502 | 504, "api_error")
+                    | (500 | 502 | 503 | 504, "api_error")
             );
             assert!(ok, "{e:?}");
         }

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod keygen;

@@ -9,6 +9,8 @@ use std::borrow::Cow;
 pub struct RequestPeek {
     pub model: Option<String>,
     pub stream: bool,
+    /// `metadata.user_id` (key affinity for prompt caching).
+    pub user_id: Option<String>,
     /// `max_tokens`, present on Messages requests (not on count_tokens).
     pub max_tokens: Option<u64>,
     /// The body parsed as a JSON object.
@@ -23,6 +25,14 @@ struct Fields<'a> {
     stream: Option<bool>,
     #[serde(default)]
     max_tokens: Option<u64>,
+    #[serde(borrow, default)]
+    metadata: Option<Metadata<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(borrow, default)]
+    user_id: Option<Cow<'a, str>>,
 }
 
 /// Read `model` and `stream` from a JSON body; anything unparsable yields defaults.
@@ -32,6 +42,7 @@ pub fn peek_request(body: &[u8]) -> RequestPeek {
             model: f.model.map(Cow::into_owned),
             stream: f.stream.unwrap_or(false),
             max_tokens: f.max_tokens,
+            user_id: f.metadata.and_then(|m| m.user_id).map(Cow::into_owned),
             valid_json: true,
         },
         Err(_) => RequestPeek::default(),
@@ -49,6 +60,8 @@ mod tests {
         assert!(p.stream);
         assert!(p.valid_json);
         assert_eq!(p.max_tokens, Some(10));
+        let p = peek_request(br#"{"model":"m","metadata":{"user_id":"u-1"},"messages":[]}"#);
+        assert_eq!(p.user_id.as_deref(), Some("u-1"));
         let p = peek_request(br#"{"messages":[],"model":"m\u00e9"}"#);
         assert_eq!(p.model.as_deref(), Some("mé"));
         assert!(!p.stream);

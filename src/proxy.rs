@@ -13,8 +13,9 @@ use crate::limit::{
 };
 use crate::observe::access_log::{now_rfc3339, AccessLog, AccessRecord};
 use crate::observe::{client_request_id, new_request_id};
-use crate::relay::{upstream_request, Failure, Relay};
+use crate::relay::{Failure, Relay};
 use crate::route::RouteMatch;
+use crate::upstream::affinity_hash;
 use crate::usage::Usage;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -59,6 +60,8 @@ pub struct Ctx {
     pub ratelimit: Option<Admission>,
     /// A Messages request (its tokens count against token limits and quotas).
     pub billable: bool,
+    /// Upstream tries made (1 = no retry).
+    pub attempts: u32,
 }
 
 impl Ctx {
@@ -88,6 +91,7 @@ impl Ctx {
             limit_guard: None,
             ratelimit: None,
             billable: false,
+            attempts: 0,
         }
     }
 }
@@ -95,23 +99,21 @@ impl Ctx {
 /// The gateway: current config, upstream relay, limiter, access log.
 pub struct Gateway {
     pub config: Arc<ArcSwap<Config>>,
-    relay: Relay,
+    relay: Arc<Relay>,
     limiter: Arc<Limiter>,
     access_log: AccessLog,
 }
 
 impl Gateway {
-    pub fn new(config: Arc<ArcSwap<Config>>, limiter: Arc<Limiter>, access_log: AccessLog) -> Self {
-        let pool = config
-            .load()
-            .upstreams
-            .iter()
-            .map(|u| u.pool_size)
-            .sum::<usize>()
-            .max(1);
+    pub fn new(
+        config: Arc<ArcSwap<Config>>,
+        relay: Arc<Relay>,
+        limiter: Arc<Limiter>,
+        access_log: AccessLog,
+    ) -> Self {
         Gateway {
             config,
-            relay: Relay::new(pool),
+            relay,
             limiter,
             access_log,
         }
@@ -183,11 +185,13 @@ impl Gateway {
         let body = read_body(session, cfg.max_body).await?;
         ctx.bytes_in = body.len() as u64;
         let mut max_tokens = None;
+        let mut user_id = None;
         if !body.is_empty() {
             let peek = crate::peek::peek_request(&body);
             ctx.model = peek.model;
             ctx.stream = peek.stream;
             max_tokens = peek.max_tokens;
+            user_id = peek.user_id;
             if !tenant.models.is_empty() && !tenant.model_allowed(ctx.model.as_deref()) {
                 return Err(Failure::Gateway(GatewayError::ModelNotAllowed(
                     ctx.model.clone().unwrap_or_else(|| "(none)".into()),
@@ -204,25 +208,8 @@ impl Gateway {
             return Err(Failure::Gateway(GatewayError::Internal));
         };
         ctx.upstream = Some(up.name.clone());
-        let Some(ep) = up.endpoints.first() else {
-            return Err(Failure::Gateway(GatewayError::UpstreamUnavailable));
-        };
-        let key = up.keys.pick();
-        ctx.key_id = key.map(|k| k.id.clone());
-        let ureq = upstream_request(
-            session.req_header(),
-            up,
-            ep,
-            key,
-            &ctx.request_id,
-            body.len(),
-        )
-        .map_err(|_| {
-            Failure::Gateway(GatewayError::InvalidBody(
-                "request headers could not be forwarded".into(),
-            ))
-        })?;
-        self.relay.forward(session, ctx, up, ureq, body).await
+        let affinity = user_id.as_deref().map(affinity_hash);
+        self.relay.forward(session, ctx, up, body, affinity).await
     }
 
     /// Check the tenant's limits; on admission keep a guard (settled in `logging`) and
@@ -300,7 +287,9 @@ impl Gateway {
         if let GatewayError::MethodNotAllowed { allow, .. } = e {
             resp.insert_header("allow", allow.as_str())?;
         }
-        if let GatewayError::RateLimited { retry_after, .. } = e {
+        if let GatewayError::RateLimited { retry_after, .. }
+        | GatewayError::NoUpstreamKey { retry_after } = e
+        {
             resp.insert_header("retry-after", retry_after.to_string())?;
         }
         crate::relay::headers::add_ratelimit_headers(&mut resp, ctx);

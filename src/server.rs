@@ -2,10 +2,12 @@
 //! the proxy service on every listener, and the admin service.
 
 use crate::admin::AdminApp;
+use crate::background::Housekeeping;
 use crate::config::Config;
 use crate::limit::Limiter;
 use crate::observe::access_log::AccessLog;
 use crate::proxy::Gateway;
+use crate::relay::Relay;
 use arc_swap::ArcSwap;
 use pingora::apps::http_app::HttpServer;
 use pingora::apps::HttpServerOptions;
@@ -14,6 +16,7 @@ use pingora::protocols::TcpKeepalive;
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +80,24 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
     let shared = Arc::new(ArcSwap::from_pointee(cfg));
 
     let limiter = Arc::new(Limiter::new(shared.load().redis.clone()));
-    let gateway = Gateway::new(shared.clone(), limiter, access_log);
+    let pool = shared
+        .load()
+        .upstreams
+        .iter()
+        .map(|u| u.pool_size)
+        .sum::<usize>()
+        .max(1);
+    let relay = Arc::new(Relay::new(pool));
+    let housekeeping = background_service(
+        "housekeeping",
+        Housekeeping {
+            config: shared.clone(),
+            limiter: limiter.clone(),
+            relay: relay.clone(),
+        },
+    );
+    server.add_service(housekeeping);
+    let gateway = Gateway::new(shared.clone(), relay, limiter, access_log);
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = listeners
         .iter()

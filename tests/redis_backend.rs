@@ -874,3 +874,44 @@ async fn wrong_password_is_an_error_without_the_password() {
     assert!(!format!("{good:?}").contains("rightpass"));
     assert_eq!(good.endpoint(), format!("127.0.0.1:{port}/0"));
 }
+
+#[tokio::test]
+async fn hung_redis_times_out_after_250_ms() {
+    let server = RedisServer::start();
+    let r = backend(&server).await;
+    let l = TenantLimits {
+        requests: Some(requests(10, S, 100, false)),
+        ..Default::default()
+    };
+    let a = AdmitRequest {
+        tenant: "hung",
+        limits: &l,
+        token_estimate: 0,
+        lease_id: "x",
+        lease_ttl_ns: S,
+        unix_secs: 0,
+    };
+    assert!(r.admit(&a).await.is_ok());
+    let pid = server.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "kill {sig} {pid}");
+    };
+    // a frozen server accepts nothing and answers nothing: only the deadline ends the call
+    signal("-STOP");
+    let t = Instant::now();
+    let res = r.admit(&a).await;
+    let took = t.elapsed();
+    signal("-CONT");
+    let e = res.expect_err("admit against a frozen server");
+    assert!(e.to_string().contains("timed out after 250 ms"), "{e}");
+    assert!(
+        took >= Duration::from_millis(240) && took < Duration::from_millis(400),
+        "took {took:?}"
+    );
+    // once it thaws, the same backend works again
+    assert!(r.admit(&a).await.is_ok());
+}

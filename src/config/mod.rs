@@ -8,7 +8,10 @@ pub mod units;
 
 use crate::auth::{hash_key, Tenant, TenantTable};
 use crate::route::{Route, RouteTable};
-use crate::upstream::{Endpoint, KeyPool, Secret, Timeouts, Upstream, UpstreamKey};
+use crate::upstream::{
+    BreakerConfig, Cooldown, CooldownPolicy, Endpoint, KeyPool, RetryPolicy, Secret, Timeouts,
+    Upstream, UpstreamKey,
+};
 use locate::{Locator, Path as YPath};
 use std::fmt;
 use std::net::SocketAddr;
@@ -366,9 +369,18 @@ impl Builder {
             }
             for (i, e) in u.endpoints.iter().enumerate() {
                 match Endpoint::parse(&e.url) {
-                    Ok(ep) => endpoints.push(ep),
+                    Ok(mut ep) => {
+                        ep.backup = e.backup;
+                        endpoints.push(ep)
+                    }
                     Err(m) => self.err(&at.key("endpoints").idx(i).key("url"), m),
                 }
+            }
+            if !u.endpoints.is_empty() && u.endpoints.iter().all(|e| e.backup) {
+                self.err(
+                    &at.key("endpoints"),
+                    "every endpoint is `backup: true`: at least one must be a primary",
+                );
             }
             let mut keys = Vec::new();
             for (i, k) in u.keys.iter().enumerate() {
@@ -383,11 +395,11 @@ impl Builder {
                             format!("upstream key is not a valid header value: {m}"),
                         );
                     }
-                    keys.push(UpstreamKey {
-                        id: k.id.clone().unwrap_or_else(|| format!("{name}-{i}")),
-                        secret: Secret::new(v),
-                        weight: k.weight.max(1),
-                    });
+                    keys.push(UpstreamKey::new(
+                        k.id.clone().unwrap_or_else(|| format!("{name}-{i}")),
+                        Secret::new(v),
+                        k.weight.max(1),
+                    ));
                 }
             }
             if u.keys.is_empty() {
@@ -444,20 +456,82 @@ impl Builder {
                 total: self.positive(&tp.key("total"), t.total.0),
             };
             names.push(name.clone());
-            upstreams.push(Arc::new(Upstream {
-                name: name.clone(),
+            let rt = at.key("retry");
+            let mut retry = RetryPolicy {
+                attempts: u.retry.attempts,
+                backoff: u.retry.backoff.0,
+                max_backoff: u.retry.max_backoff.0,
+                ..Default::default()
+            };
+            if u.retry.attempts == 0 {
+                self.err(
+                    &rt.key("attempts"),
+                    "attempts counts the first try too: at least 1",
+                );
+            }
+            for (i, v) in u.retry.on.iter().enumerate() {
+                let text = match v {
+                    serde_yaml::Value::String(s) => s.clone(),
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    _ => String::from("?"),
+                };
+                if let Err(m) = retry.add_on(&text) {
+                    self.err(&rt.key("on").idx(i), m);
+                }
+            }
+            let mut cooldown = CooldownPolicy::defaults();
+            for (k, v) in &u.cooldown {
+                let rule = if v.trim().eq_ignore_ascii_case("retry-after") {
+                    Ok(Cooldown::RetryAfter {
+                        fallback: std::time::Duration::from_secs(10),
+                    })
+                } else {
+                    units::parse_duration(v).map(Cooldown::For)
+                };
+                match rule {
+                    Ok(r) => {
+                        if let Err(m) = cooldown.set(k, r) {
+                            self.err(&at.key("cooldown").key(k), m);
+                        }
+                    }
+                    Err(m) => self.err(&at.key("cooldown").key(k), m),
+                }
+            }
+            let cb = &u.circuit_breaker;
+            let breaker = cb.enabled.then(|| BreakerConfig {
+                error_rate: cb.error_rate.0,
+                window_ms: cb.window.0.as_millis() as u64,
+                min_requests: cb.min_requests.max(1),
+                open_for_ms: cb.open_for.0.as_millis() as u64,
+            });
+            let health_check = u.health_check.as_ref().map(|h| {
+                if !h.path.starts_with('/') {
+                    self.err(
+                        &at.key("health_check").key("path"),
+                        "health check path must start with /",
+                    );
+                }
+                (
+                    h.interval.0.max(std::time::Duration::from_millis(100)),
+                    h.path.clone(),
+                )
+            });
+            upstreams.push(Arc::new(Upstream::new(
+                name.clone(),
                 endpoints,
-                keys: KeyPool::new(keys),
-                auth: u.auth,
-                anthropic_version: u.anthropic_version.clone(),
+                KeyPool::new(keys),
+                u.auth,
+                u.anthropic_version.clone(),
                 set_headers,
                 timeouts,
-                pool_idle: u.pool.idle.0,
-                pool_size: u.pool.size,
-                verify_tls: u.tls.verify,
-                ca_file: u.tls.ca_file.clone(),
-                http2: u.http2,
-            }));
+                (u.pool.idle.0, u.pool.size),
+                (u.tls.verify, u.tls.ca_file.clone()),
+                u.http2,
+                retry,
+                cooldown,
+                breaker,
+                health_check,
+            )));
         }
 
         // routes

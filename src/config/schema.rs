@@ -114,6 +114,85 @@ pub struct Upstream {
     pub pool: Pool,
     #[serde(default)]
     pub http2: bool,
+    #[serde(default)]
+    pub retry: Retry,
+    /// Per status class (`"401"`, `"429"`, `"5xx"`…): a duration, or `retry-after`.
+    #[serde(default)]
+    pub cooldown: BTreeMap<String, String>,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreaker,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// `retry: {attempts, backoff, max_backoff, on}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    /// Total tries, the first included.
+    pub attempts: u32,
+    pub backoff: Dur,
+    pub max_backoff: Dur,
+    /// `connect`, `timeout`, status codes (`429`), or classes (`5xx`).
+    pub on: Vec<serde_yaml::Value>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        use std::time::Duration as D;
+        Retry {
+            attempts: 3,
+            backoff: Dur(D::from_millis(200)),
+            max_backoff: Dur(D::from_secs(5)),
+            on: [
+                "connect", "timeout", "401", "403", "429", "500", "502", "503", "504", "529",
+            ]
+            .iter()
+            .map(|s| serde_yaml::Value::String(s.to_string()))
+            .collect(),
+        }
+    }
+}
+
+/// `circuit_breaker: {error_rate, window, min_requests, open_for}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreaker {
+    pub enabled: bool,
+    pub error_rate: Percent,
+    pub window: Dur,
+    pub min_requests: u32,
+    pub open_for: Dur,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        use std::time::Duration as D;
+        CircuitBreaker {
+            enabled: true,
+            error_rate: Percent(0.5),
+            window: Dur(D::from_secs(30)),
+            min_requests: 20,
+            open_for: Dur(D::from_secs(30)),
+        }
+    }
+}
+
+/// `health_check: {interval, path}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default = "default_hc_interval")]
+    pub interval: Dur,
+    #[serde(default = "default_hc_path")]
+    pub path: String,
+}
+
+fn default_hc_interval() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
+
+fn default_hc_path() -> String {
+    "/v1/models".into()
 }
 
 fn default_version() -> String {
@@ -124,6 +203,9 @@ fn default_version() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub url: String,
+    /// Used only while no primary endpoint is usable.
+    #[serde(default)]
+    pub backup: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -131,7 +131,7 @@ fn env_secrets_resolve_and_never_show_in_debug() {
             "{ env: SLUICE_TEST_TENANT_KEY }",
         );
     let c = load(&text).unwrap();
-    let k = c.upstreams[0].keys.pick().unwrap();
+    let k = &c.upstreams[0].keys.keys()[0];
     assert_eq!(k.id, "main");
     assert_eq!(k.secret.expose(), "sk-ant-test-secret-value");
     assert!(c

@@ -63,6 +63,13 @@ impl Limiter {
         &self.memory
     }
 
+    /// Connect to Redis now (at start-up) rather than on the first request.
+    pub async fn connect(&self) {
+        if self.redis_url.is_some() && self.redis().await.is_none() {
+            log::warn!("Redis is not reachable at start-up; limits are local until it is");
+        }
+    }
+
     /// Is sharing through Redis configured?
     pub fn shared(&self) -> bool {
         self.redis_url.is_some()
@@ -83,7 +90,11 @@ impl Limiter {
         if let Some(r) = self.redis.load_full() {
             return Some(r);
         }
-        let _one_at_a_time = self.connecting.lock().await;
+        // One request (re)connects; the others decide locally meanwhile instead of
+        // queueing behind a connect that may take up to its timeout.
+        let Ok(_one_at_a_time) = self.connecting.try_lock() else {
+            return None;
+        };
         if let Some(r) = self.redis.load_full() {
             return Some(r);
         }

@@ -11,7 +11,7 @@ pub mod headers;
 use crate::error::{stream_error_event, GatewayError};
 use crate::proxy::Ctx;
 use crate::sse::SseParser;
-use crate::upstream::{Endpoint, Upstream};
+use crate::upstream::{policy, Endpoint, Upstream};
 use crate::usage::{usage_from_json, StreamUsage};
 use bytes::Bytes;
 use dns::DnsCache;
@@ -34,6 +34,20 @@ pub enum Failure {
     Gateway(GatewayError),
     /// The response already started (or the client is gone): the connection must close.
     Abort(Box<Error>),
+}
+
+/// Why a try failed before any response header.
+enum SendError {
+    /// Connect/TLS failure or a connection that broke before answering.
+    Connect(GatewayError),
+    Timeout(GatewayError),
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Largest non-streaming response body kept (by reference) for reading `usage`.
@@ -93,37 +107,137 @@ impl Relay {
         Ok(peer)
     }
 
-    /// Send `req` (+ `body`) to `up` and stream the answer to the client.
+    /// Send the request to `up` — retrying on another key and/or endpoint, with backoff,
+    /// while nothing has reached the client — and stream the answer to the client.
     pub async fn forward(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         up: &Upstream,
-        req: RequestHeader,
         body: Bytes,
+        affinity: Option<u64>,
     ) -> Result<(), Failure> {
         let t = up.timeouts;
         let deadline = Instant::now() + t.total;
-        let Some(ep) = up.endpoints.first() else {
-            return Err(Failure::Gateway(GatewayError::UpstreamUnavailable));
-        };
-        ctx.endpoint = Some(ep.url.clone());
-        let peer = self.peer(up, ep).await.map_err(Failure::Gateway)?;
+        let client_req = session.req_header().clone();
+        let mut tried_eps: Vec<usize> = Vec::new();
+        let mut tried_keys: Vec<usize> = Vec::new();
+        let mut attempt = 0u32;
+        let (mut upstream, peer, sent_at) = loop {
+            attempt += 1;
+            ctx.attempts = attempt;
+            let last_try = attempt >= up.retry.attempts;
+            let key_i = if up.keys.is_empty() {
+                None
+            } else {
+                match up.keys.pick(affinity, &tried_keys) {
+                    Some(k) => Some(k),
+                    None => {
+                        return Err(Failure::Gateway(GatewayError::NoUpstreamKey {
+                            retry_after: up.keys.soonest_back_ms().div_ceil(1000).max(1),
+                        }))
+                    }
+                }
+            };
+            let Some(ep_i) = up.pick_endpoint(&tried_eps) else {
+                return Err(Failure::Gateway(GatewayError::UpstreamUnavailable));
+            };
+            let ep = &up.endpoints[ep_i];
+            let key = key_i.and_then(|k| up.keys.get(k));
+            ctx.endpoint = Some(ep.url.clone());
+            ctx.key_id = key.map(|k| k.id.clone());
+            tried_eps.push(ep_i);
+            tried_keys.extend(key_i);
 
-        let sent_at = Instant::now();
-        ctx.upstream_started = Some(sent_at);
-        let mut upstream = tokio::select! {
-            r = self.send(&peer, req, &body, t.first_byte, deadline) => r?,
-            _ = client_gone(session) => {
-                ctx.error = Some("client went away before the response".into());
-                return Err(Failure::Abort(Error::explain(
-                    ErrorType::ConnectionClosed,
-                    "client closed the connection while waiting for the upstream",
-                )));
+            let req =
+                headers::upstream_request(&client_req, up, ep, key, &ctx.request_id, body.len())
+                    .map_err(|_| {
+                        Failure::Gateway(GatewayError::InvalidBody(
+                            "request headers could not be forwarded".into(),
+                        ))
+                    })?;
+            let sent_at = Instant::now();
+            ctx.upstream_started.get_or_insert(sent_at);
+            let outcome = match self.peer(up, ep).await {
+                Ok(peer) => {
+                    let r = tokio::select! {
+                        r = self.send(&peer, req, &body, t.first_byte, deadline) => r,
+                        _ = client_gone(session) => {
+                            ctx.error = Some("client went away before the response".into());
+                            return Err(Failure::Abort(Error::explain(
+                                ErrorType::ConnectionClosed,
+                                "client closed the connection while waiting for the upstream",
+                            )));
+                        }
+                    };
+                    r.map(|s| (s, peer))
+                }
+                Err(e) => Err(SendError::Connect(e)),
+            };
+            ctx.upstream_wait += sent_at.elapsed();
+            let out_of_time =
+                deadline.saturating_duration_since(Instant::now()) < Duration::from_millis(50);
+            match outcome {
+                Ok((s, peer)) => {
+                    let status = s.response_header().map_or(502, |h| h.status.as_u16());
+                    up.record(ep_i, !(status >= 500 || status == 529));
+                    if let (Some(k), Some(h)) = (key, s.response_header()) {
+                        let resets: Vec<&str> = [
+                            "anthropic-ratelimit-requests-reset",
+                            "anthropic-ratelimit-tokens-reset",
+                            "anthropic-ratelimit-input-tokens-reset",
+                            "anthropic-ratelimit-output-tokens-reset",
+                        ]
+                        .iter()
+                        .filter_map(|n| h.headers.get(*n).and_then(|v| v.to_str().ok()))
+                        .collect();
+                        let hint = policy::retry_hint(
+                            h.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+                            &resets,
+                            unix_now(),
+                        );
+                        if let Some(cd) = up.cooldown.for_status(status, hint) {
+                            k.cool_down(cd.as_millis() as u64, !matches!(status, 401 | 403));
+                            log::warn!(
+                                "{}: upstream {} key {} answered {status}: resting it for {:?}",
+                                ctx.request_id,
+                                up.name,
+                                k.id,
+                                cd
+                            );
+                        }
+                    }
+                    if up.retry.retries_status(status) && !last_try && !out_of_time {
+                        log::info!(
+                            "{}: retrying after upstream status {status} (try {attempt})",
+                            ctx.request_id
+                        );
+                        let mut s = s;
+                        s.shutdown().await;
+                        self.backoff(up, attempt, deadline).await;
+                        continue;
+                    }
+                    break (s, peer, sent_at);
+                }
+                Err(e) => {
+                    up.record(ep_i, false);
+                    let (retry, failure) = match e {
+                        SendError::Connect(g) => (up.retry.on_connect, g),
+                        SendError::Timeout(g) => (up.retry.on_timeout, g),
+                    };
+                    if retry && !last_try && !out_of_time {
+                        log::info!(
+                            "{}: retrying after {failure} (try {attempt})",
+                            ctx.request_id
+                        );
+                        self.backoff(up, attempt, deadline).await;
+                        continue;
+                    }
+                    return Err(Failure::Gateway(failure));
+                }
             }
         };
         let header_at = Instant::now();
-        ctx.upstream_wait += header_at - sent_at;
         let Some(uresp) = upstream.response_header() else {
             return Err(Failure::Gateway(GatewayError::UpstreamProtocol));
         };
@@ -243,6 +357,51 @@ impl Relay {
         Ok(())
     }
 
+    /// An active health check: `GET path` on the endpoint (with a key, if the upstream
+    /// has any). Healthy = any answer below 500 within the connect + first-byte timeouts.
+    pub async fn probe(&self, up: &Upstream, ep: &Endpoint, path: &str) -> bool {
+        let Ok(peer) = self.peer(up, ep).await else {
+            return false;
+        };
+        let Ok(mut req) =
+            RequestHeader::build("GET", format!("{}{path}", ep.base_path).as_bytes(), None)
+        else {
+            return false;
+        };
+        let _ = req.insert_header("host", ep.host_header());
+        let _ = req.insert_header("anthropic-version", up.anthropic_version.as_str());
+        let _ = req.insert_header("user-agent", "sluice-health-check");
+        if let Some(k) = up.keys.pick(None, &[]).and_then(|i| up.keys.get(i)) {
+            let _ = match up.auth {
+                crate::config::schema::AuthStyle::XApiKey => {
+                    req.insert_header("x-api-key", k.secret.expose())
+                }
+                crate::config::schema::AuthStyle::Bearer => {
+                    req.insert_header("authorization", format!("Bearer {}", k.secret.expose()))
+                }
+            };
+        }
+        let deadline = Instant::now() + up.timeouts.connect + up.timeouts.first_byte;
+        match self
+            .send(&peer, req, &Bytes::new(), up.timeouts.first_byte, deadline)
+            .await
+        {
+            Ok(mut s) => {
+                let ok = s.response_header().is_some_and(|h| h.status.as_u16() < 500);
+                s.shutdown().await;
+                ok
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Wait before try `attempt + 1`: exponential backoff with full jitter, never past
+    /// the deadline.
+    async fn backoff(&self, up: &Upstream, attempt: u32, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(up.retry.backoff(attempt).min(left)).await;
+    }
+
     /// Connect (fresh or pooled), write the request, read the response header. A pooled
     /// connection that turns out dead before answering is retried on another connection:
     /// the upstream never saw that request.
@@ -253,13 +412,13 @@ impl Relay {
         body: &Bytes,
         first_byte: Duration,
         deadline: Instant,
-    ) -> Result<HttpSession, Failure> {
+    ) -> Result<HttpSession, SendError> {
         let mut attempts = 0;
         loop {
             attempts += 1;
             let (mut s, reused) = self.connector.get_http_session(peer).await.map_err(|e| {
                 log::warn!("upstream connect to {peer} failed: {e}");
-                Failure::Gateway(connect_error(&e))
+                SendError::Connect(connect_error(&e))
             })?;
             let left = deadline.saturating_duration_since(Instant::now());
             let res = timeout(
@@ -275,11 +434,11 @@ impl Relay {
                         continue;
                     }
                     log::warn!("upstream {peer} failed before responding: {e}");
-                    return Err(Failure::Gateway(GatewayError::UpstreamUnavailable));
+                    return Err(SendError::Connect(GatewayError::UpstreamUnavailable));
                 }
                 Err(_) => {
                     s.shutdown().await;
-                    return Err(Failure::Gateway(GatewayError::UpstreamTimeout(
+                    return Err(SendError::Timeout(GatewayError::UpstreamTimeout(
                         if first_byte <= left {
                             "first byte"
                         } else {
@@ -373,5 +532,3 @@ fn concat(parts: Vec<Bytes>, len: usize) -> Bytes {
     }
     Bytes::from(v)
 }
-
-pub use headers::upstream_request;

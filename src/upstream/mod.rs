@@ -2,9 +2,15 @@
 //! upstream keys, and per-upstream settings. Pure Rust; `relay` turns an endpoint into
 //! a Pingora peer.
 
+pub mod breaker;
+pub mod clock;
 mod keys;
+pub mod policy;
 
-pub use keys::{KeyPool, UpstreamKey};
+pub use breaker::{Breaker, BreakerConfig, CircuitState};
+pub use keys::{affinity_hash, KeyPool, UpstreamKey};
+pub use policy::{Cooldown, CooldownPolicy, RetryPolicy};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::config::schema::AuthStyle;
 use std::time::Duration;
@@ -39,6 +45,8 @@ pub struct Endpoint {
     pub port: u16,
     /// A path prefix without trailing slash (`""` or `/anthropic`).
     pub base_path: String,
+    /// Used only while no primary endpoint is usable.
+    pub backup: bool,
 }
 
 impl Endpoint {
@@ -76,6 +84,7 @@ impl Endpoint {
             host: host.to_string(),
             port,
             base_path: path.trim_end_matches('/').to_string(),
+            backup: false,
         })
     }
 
@@ -143,6 +152,108 @@ pub struct Upstream {
     pub verify_tls: bool,
     pub ca_file: Option<String>,
     pub http2: bool,
+    pub retry: RetryPolicy,
+    pub cooldown: CooldownPolicy,
+    /// One per endpoint (`None` = breaker disabled).
+    pub breakers: Vec<Option<Breaker>>,
+    /// Active health check (interval, path); results in `healthy`.
+    pub health_check: Option<(Duration, String)>,
+    /// One per endpoint; false after a failed active health check.
+    pub healthy: Vec<AtomicBool>,
+    rr: AtomicUsize,
+}
+
+impl Upstream {
+    /// Build the runtime state for `endpoints` (breakers, health flags).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        endpoints: Vec<Endpoint>,
+        keys: KeyPool,
+        auth: AuthStyle,
+        anthropic_version: String,
+        set_headers: Vec<(String, String)>,
+        timeouts: Timeouts,
+        pool: (Duration, usize),
+        tls: (bool, Option<String>),
+        http2: bool,
+        retry: RetryPolicy,
+        cooldown: CooldownPolicy,
+        breaker: Option<BreakerConfig>,
+        health_check: Option<(Duration, String)>,
+    ) -> Self {
+        let n = endpoints.len();
+        Upstream {
+            name,
+            breakers: (0..n).map(|_| breaker.map(Breaker::new)).collect(),
+            healthy: (0..n).map(|_| AtomicBool::new(true)).collect(),
+            endpoints,
+            keys,
+            auth,
+            anthropic_version,
+            set_headers,
+            timeouts,
+            pool_idle: pool.0,
+            pool_size: pool.1,
+            verify_tls: tls.0,
+            ca_file: tls.1,
+            http2,
+            retry,
+            cooldown,
+            health_check,
+            rr: AtomicUsize::new(0),
+        }
+    }
+
+    /// Can endpoint `i` take traffic (healthy, circuit not open)?
+    pub fn endpoint_usable(&self, i: usize) -> bool {
+        self.healthy
+            .get(i)
+            .is_some_and(|h| h.load(Ordering::Relaxed))
+            && self
+                .breakers
+                .get(i)
+                .is_some_and(|b| b.as_ref().is_none_or(Breaker::usable))
+    }
+
+    /// The endpoint for the next try: a usable primary not in `avoid`, round robin; then
+    /// a usable backup not in `avoid`; then any usable primary, then any usable backup.
+    /// Takes the half-open probe slot of the endpoint it returns.
+    pub fn pick_endpoint(&self, avoid: &[usize]) -> Option<usize> {
+        let n = self.endpoints.len();
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        for (backup, fresh) in [(false, true), (true, true), (false, false), (true, false)] {
+            for k in 0..n {
+                let i = (start + k) % n;
+                if self.endpoints[i].backup != backup || (fresh && avoid.contains(&i)) {
+                    continue;
+                }
+                if !self.endpoint_usable(i) {
+                    continue;
+                }
+                let allowed = match &self.breakers[i] {
+                    Some(b) => b.allow(),
+                    None => true,
+                };
+                if allowed {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Record the outcome of a try on endpoint `i` for its breaker.
+    pub fn record(&self, i: usize, success: bool) {
+        if let Some(Some(b)) = self.breakers.get(i) {
+            b.record(success);
+        }
+    }
+
+    /// Is any endpoint usable right now (for `/readyz`)?
+    pub fn any_usable(&self) -> bool {
+        (0..self.endpoints.len()).any(|i| self.endpoint_usable(i))
+    }
 }
 
 #[cfg(test)]
