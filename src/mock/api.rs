@@ -295,6 +295,11 @@ pub(crate) async fn handle(
                 let body = ctx.recorder.to_json();
                 json_response(out, 200, id, &[], &body, meta);
             }
+            ("GET", "aborts") => {
+                let a = ctx.aborts.lock().map(|a| a.clone()).unwrap_or_default();
+                let body = serde_json::to_vec(&a).unwrap_or_default();
+                json_response(out, 200, id, &[], &body, meta);
+            }
             ("POST", "clear") => {
                 ctx.recorder.clear();
                 json_response(out, 200, id, &[], br#"{"cleared":true}"#, meta);
@@ -336,6 +341,71 @@ pub(crate) async fn handle(
         }
     }
 
+    // `x-mock-fault-rate: 0.2`: each request independently fails with that probability,
+    // before any response byte: 529, 503, 500, or a closed connection.
+    if let Some(rate) = req
+        .header("x-mock-fault-rate")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        if rand::random::<f64>() < rate {
+            match rand::random::<u8>() % 4 {
+                0 => return Ok(false), // drop the connection without answering
+                1 => error_response(out, 529, id, None, meta),
+                2 => error_response(out, 503, id, None, meta),
+                _ => error_response(out, 500, id, None, meta),
+            }
+            write_out(stream, out).await?;
+            return Ok(meta.keep_alive);
+        }
+    }
+
+    // `x-mock-fail-key: KEY=STATUS[:RETRY_AFTER]`: only requests made with that key fail.
+    if let Some(spec) = req.header("x-mock-fail-key") {
+        if let Some((key, rest)) = spec.split_once('=') {
+            let (status, retry) = match rest.split_once(':') {
+                Some((s, r)) => (s, Some(r.trim())),
+                None => (rest, None),
+            };
+            let presented = req.header("x-api-key").map(str::trim).or_else(|| {
+                req.header("authorization")
+                    .and_then(|v| v.get(7..))
+                    .map(str::trim)
+            });
+            if let (Ok(status), Some(true)) = (
+                status.trim().parse::<u16>(),
+                presented.map(|p| p == key.trim()),
+            ) {
+                if (400..=599).contains(&status) {
+                    match retry {
+                        Some(r) => {
+                            let body = format!(
+                                r#"{{"type":"error","error":{{"type":"{}","message":"mock failure for this key"}},"request_id":"req_mock_{id}"}}"#,
+                                if status == 429 {
+                                    "rate_limit_error"
+                                } else if status == 401 {
+                                    "authentication_error"
+                                } else {
+                                    "api_error"
+                                }
+                            );
+                            json_response(
+                                out,
+                                status,
+                                id,
+                                &[("retry-after", r)],
+                                body.as_bytes(),
+                                meta,
+                            );
+                        }
+                        None => error_response(out, status, id, None, meta),
+                    }
+                    write_out(stream, out).await?;
+                    return Ok(meta.keep_alive);
+                }
+            }
+        }
+    }
+
     if let Some(status) = num_header(&req, "x-mock-status") {
         if (400..=599).contains(&status) {
             error_response(out, status as u16, id, None, meta);
@@ -346,7 +416,7 @@ pub(crate) async fn handle(
 
     let route = req.path.split('?').next().unwrap_or("");
     match (req.method.as_str(), route) {
-        ("POST", "/v1/messages") => return messages(stream, &req, id, meta, out).await,
+        ("POST", "/v1/messages") => return messages(ctx, stream, &req, id, meta, out).await,
         ("POST", "/v1/messages/count_tokens") => count_tokens(&req, id, meta, out),
         ("GET", "/v1/models") => {
             let list = ModelList {
@@ -560,6 +630,7 @@ impl Reply {
 // ---------------------------------------------------------------------------
 
 async fn messages(
+    ctx: &Ctx,
     stream: &mut TcpStream,
     req: &RecordedRequest,
     id: u64,
@@ -694,7 +765,11 @@ async fn messages(
         disconnect_after: num_header(req, "x-mock-disconnect-after")
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
-    write_stream(stream, id, meta, out, &sse, &ends, &controls).await
+    let res = write_stream(stream, id, meta, out, &sse, &ends, &controls).await;
+    if res.is_err() {
+        record_abort(ctx, req);
+    }
+    res
 }
 
 /// Per-request shaping of an SSE response.
@@ -710,6 +785,14 @@ fn frame(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
         push_chunk(out, data);
     } else {
         out.extend_from_slice(data);
+    }
+}
+
+fn record_abort(ctx: &Ctx, req: &RecordedRequest) {
+    let id = req.header("x-request-id").unwrap_or("").to_string();
+    let at = ctx.started.elapsed().as_millis() as u64;
+    if let Ok(mut a) = ctx.aborts.lock() {
+        a.push((id, at));
     }
 }
 

@@ -212,6 +212,9 @@ pub(crate) struct Ctx {
     /// Source of `req_mock_<n>` / `msg_mock_<n>` ids.
     pub(crate) counter: AtomicU64,
     pub(crate) latency: Duration,
+    /// Streams whose client went away mid-body: (x-request-id, ms since start).
+    pub(crate) aborts: std::sync::Mutex<Vec<(String, u64)>>,
+    pub(crate) started: std::time::Instant,
 }
 
 /// A running mock server.
@@ -246,6 +249,8 @@ impl MockServer {
             recorder: Recorder::default(),
             counter: AtomicU64::new(0),
             latency: cfg.latency,
+            aborts: std::sync::Mutex::new(Vec::new()),
+            started: std::time::Instant::now(),
         });
         let (shutdown, rx) = watch::channel(false);
         tokio::spawn(accept_loop(listener, ctx.clone(), rx));
@@ -275,6 +280,15 @@ impl MockServer {
     }
 
     /// Forgets all recorded requests.
+    /// Streams the client abandoned mid-body: (its `x-request-id`, when the mock
+    /// noticed). Lets tests check that a client disconnect reaches the upstream.
+    pub fn aborts(&self) -> Vec<(String, std::time::Instant)> {
+        let a = self.ctx.aborts.lock().unwrap_or_else(|e| e.into_inner());
+        a.iter()
+            .map(|(id, ms)| (id.clone(), self.ctx.started + Duration::from_millis(*ms)))
+            .collect()
+    }
+
     pub fn clear(&self) {
         self.ctx.recorder.clear();
     }

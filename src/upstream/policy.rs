@@ -43,9 +43,11 @@ impl RetryPolicy {
             "5xx" => self.on_class.push(5),
             s => match s.parse::<u16>() {
                 Ok(code) if (400..600).contains(&code) => self.on_status.push(code),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "retry.on: `{v}` is not `connect`, `timeout`, a 4xx/5xx status or `4xx`/`5xx`"
-                )),
+                ))
+                }
             },
         }
         Ok(())

@@ -39,6 +39,10 @@ impl Gateway {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.admin_port, path)
     }
