@@ -491,13 +491,26 @@ async fn soak_random_faults_before_first_byte_are_invisible() {
                     Ok(r) if r.status() == 200 => {
                         let body = r.bytes().await.unwrap_or_default();
                         if String::from_utf8_lossy(&body).contains("event: error") {
-                            bad.fetch_add(1, Ordering::Relaxed);
+                            if bad.fetch_add(1, Ordering::Relaxed) < 3 {
+                                eprintln!("broken stream: {}", String::from_utf8_lossy(&body));
+                            }
                         } else {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    _ => {
-                        bad.fetch_add(1, Ordering::Relaxed);
+                    Ok(r) => {
+                        if bad.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!(
+                                "failed: {} {:?}",
+                                r.status(),
+                                r.headers().get("x-sluice-reason")
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        if bad.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("client error: {e}");
+                        }
                     }
                 }
             }
@@ -515,4 +528,15 @@ async fn soak_random_faults_before_first_byte_are_invisible() {
         bad.load(Ordering::Relaxed)
     );
     assert_eq!(bad.load(Ordering::Relaxed), 0);
+    let kb = |s: &str| {
+        s.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (early, late) = (kb(&rss_early), kb(&rss_late));
+    assert!(
+        late <= early + (early / 4).max(8 * 1024),
+        "memory grew from {early} kB to {late} kB"
+    );
 }

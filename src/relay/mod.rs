@@ -268,7 +268,13 @@ impl Relay {
                     .await;
             }
             let wait = t.idle.min(deadline - now);
+            if upstream.response_done() {
+                // Everything was read (and written): the client may already be sending
+                // its next request on this connection, so stop watching it for "gone".
+                break;
+            }
             let read = tokio::select! {
+                biased;
                 r = timeout(wait, upstream.read_response_body()) => r,
                 _ = client_gone(session) => {
                     // Dropping the upstream session cancels the upstream request.
