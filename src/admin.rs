@@ -1,48 +1,112 @@
-//! The admin listener: `/healthz` (alive) and `/readyz` (config loaded and at least one
-//! upstream endpoint configured). Metrics, reload and usage arrive with their issues.
+//! The admin listener: `/healthz` (alive), `/readyz` (config loaded and an upstream
+//! endpoint usable), `/metrics` (Prometheus text), and `/admin/*` behind the admin token
+//! (`Authorization: Bearer …`): `/admin/usage`.
 
 use crate::config::Config;
+use crate::limit::Limiter;
+use crate::observe::metrics::METRICS;
+use crate::observe::usage_book::UsageBook;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// Serves the admin endpoints.
 pub struct AdminApp {
     pub config: Arc<ArcSwap<Config>>,
+    pub limiter: Arc<Limiter>,
+    pub usage: Arc<UsageBook>,
+}
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_default()
 }
 
 fn json(status: u16, body: String) -> Response<Vec<u8>> {
-    let body = body.into_bytes();
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("content-length", body.len())
-        .body(body)
-        .unwrap_or_default()
+    respond(status, "application/json", body.into_bytes())
+}
+
+fn error(status: u16, kind: &str, message: &str) -> Response<Vec<u8>> {
+    json(status, crate::error::error_json(kind, message, ""))
+}
+
+/// Is the request carrying the admin token? (`Err` = the answer to send.)
+pub fn check_token(cfg: &Config, authorization: Option<&[u8]>) -> Result<(), Response<Vec<u8>>> {
+    let Some(token) = cfg.admin.as_ref().and_then(|a| a.token.as_ref()) else {
+        return Err(error(
+            403,
+            "permission_error",
+            "admin endpoints are disabled: set admin.token in the config",
+        ));
+    };
+    let presented = crate::auth::presented_key(None, authorization);
+    let ok = presented.is_some_and(|p| bool::from(p.ct_eq(token.expose().as_bytes())));
+    if ok {
+        Ok(())
+    } else {
+        METRICS.admin_auth_failures.inc();
+        log::warn!(
+            "admin request refused: {} admin token",
+            if presented.is_some() {
+                "wrong"
+            } else {
+                "missing"
+            }
+        );
+        Err(error(
+            401,
+            "authentication_error",
+            "missing or wrong admin token",
+        ))
+    }
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
+        let cfg = self.config.load_full();
         match path.as_str() {
             "/healthz" => json(200, r#"{"status":"ok"}"#.into()),
             "/readyz" => {
-                let cfg = self.config.load();
-                let usable = cfg.upstreams.iter().any(|u| u.any_usable());
-                if usable {
+                if cfg.upstreams.iter().any(|u| u.any_usable()) {
                     json(200, r#"{"status":"ready"}"#.into())
                 } else {
                     json(503, r#"{"status":"no usable upstream endpoint"}"#.into())
                 }
             }
-            _ => json(
-                404,
-                crate::error::error_json("not_found_error", "unknown admin endpoint", ""),
+            "/metrics" => respond(
+                200,
+                "text/plain; version=0.0.4",
+                METRICS.render(&cfg, Some(&self.limiter)).into_bytes(),
             ),
+            p if p.starts_with("/admin/") => {
+                let auth = session
+                    .req_header()
+                    .headers
+                    .get("authorization")
+                    .map(|v| v.as_bytes().to_vec());
+                if let Err(resp) = check_token(&cfg, auth.as_deref()) {
+                    return resp;
+                }
+                match p {
+                    "/admin/usage" => {
+                        let body = serde_json::json!({ "tenants": self.usage.snapshot() });
+                        json(200, body.to_string())
+                    }
+                    _ => error(404, "not_found_error", "unknown admin endpoint"),
+                }
+            }
+            _ => error(404, "not_found_error", "unknown admin endpoint"),
         }
     }
 }

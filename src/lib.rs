@@ -9,6 +9,7 @@ pub mod auth;
 pub mod background;
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod keygen;
 pub mod limit;
 pub mod mock;

@@ -12,6 +12,9 @@ use crate::limit::{
     estimate_input_tokens, Admission, AdmitRequest, LimitGuard, LimitReason, Limiter,
 };
 use crate::observe::access_log::{now_rfc3339, AccessLog, AccessRecord};
+use crate::observe::audit::{AuditLog, FilterAction};
+use crate::observe::metrics::METRICS;
+use crate::observe::usage_book::UsageBook;
 use crate::observe::{client_request_id, new_request_id};
 use crate::relay::{Failure, Relay};
 use crate::route::RouteMatch;
@@ -62,6 +65,14 @@ pub struct Ctx {
     pub billable: bool,
     /// Upstream tries made (1 = no retry).
     pub attempts: u32,
+    /// The model the upstream reported (for the bounded `model` metric label).
+    pub response_model: Option<String>,
+    /// Filter actions taken on this request (for the audit log).
+    pub filter_actions: Vec<FilterAction>,
+    /// With audit bodies on: the request body as forwarded.
+    pub audit_request: Option<Bytes>,
+    /// With audit bodies on: the response body as sent (capped).
+    pub audit_response: Option<Vec<u8>>,
 }
 
 impl Ctx {
@@ -92,6 +103,10 @@ impl Ctx {
             ratelimit: None,
             billable: false,
             attempts: 0,
+            response_model: None,
+            filter_actions: Vec::new(),
+            audit_request: None,
+            audit_response: None,
         }
     }
 }
@@ -102,6 +117,8 @@ pub struct Gateway {
     relay: Arc<Relay>,
     limiter: Arc<Limiter>,
     access_log: AccessLog,
+    audit: AuditLog,
+    usage: Arc<UsageBook>,
 }
 
 impl Gateway {
@@ -110,12 +127,16 @@ impl Gateway {
         relay: Arc<Relay>,
         limiter: Arc<Limiter>,
         access_log: AccessLog,
+        audit: AuditLog,
+        usage: Arc<UsageBook>,
     ) -> Self {
         Gateway {
             config,
             relay,
             limiter,
             access_log,
+            audit,
+            usage,
         }
     }
 
@@ -208,6 +229,10 @@ impl Gateway {
             return Err(Failure::Gateway(GatewayError::Internal));
         };
         ctx.upstream = Some(up.name.clone());
+        if self.audit.bodies {
+            ctx.audit_request = Some(body.clone());
+            ctx.audit_response = Some(Vec::new());
+        }
         let affinity = user_id.as_deref().map(affinity_hash);
         self.relay.forward(session, ctx, up, body, affinity).await
     }
@@ -312,6 +337,86 @@ impl Gateway {
             .write_response_body(Some(Bytes::from(body)), true)
             .await?;
         Ok(())
+    }
+}
+
+impl Gateway {
+    /// Counters, histograms and the usage book for one finished request.
+    fn record_metrics(&self, session: &Session, ctx: &Ctx) {
+        let m = &*METRICS;
+        let tenant = ctx.tenant.as_deref();
+        let tenant_l = tenant.map_or("", |t| t.name.as_str());
+        let route_l = ctx.route.as_deref().unwrap_or("");
+        let code = match ctx.status {
+            0 if ctx
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("client went away")) =>
+            {
+                "499".to_string()
+            }
+            s => s.to_string(),
+        };
+        let biz = m.biz_label(
+            session
+                .req_header()
+                .headers
+                .get("x-biz-type")
+                .map(|v| v.as_bytes()),
+            tenant.and_then(|t| t.biz.as_deref()),
+        );
+        m.requests
+            .with_label_values(&[tenant_l, route_l, &code, &biz])
+            .inc();
+        let total = ctx.start.elapsed();
+        m.duration
+            .with_label_values(&[tenant_l, route_l])
+            .observe(total.as_secs_f64());
+        if let Some(fb) = ctx.first_byte_at {
+            m.ttfb
+                .with_label_values(&[tenant_l, route_l])
+                .observe((fb - ctx.start).as_secs_f64());
+        }
+        m.overhead
+            .observe(total.saturating_sub(ctx.upstream_wait).as_secs_f64());
+        if let Some(reason) = ctx.reason {
+            m.rejections.with_label_values(&[tenant_l, reason]).inc();
+        }
+        let billed = if ctx.billable {
+            ctx.usage
+        } else {
+            Usage::default()
+        };
+        if billed != Usage::default() {
+            let model = m.model_label(ctx.response_model.as_deref());
+            for (kind, n) in [
+                ("input", billed.input_tokens),
+                ("output", billed.output_tokens),
+                ("cache_read", billed.cache_read_input_tokens),
+                ("cache_write", billed.cache_creation_input_tokens),
+            ] {
+                if n > 0 {
+                    m.tokens
+                        .with_label_values(&[tenant_l, &model, kind])
+                        .inc_by(n);
+                }
+            }
+        }
+        self.usage.record(tenant_l, &billed, ctx.reason);
+        if let (Some(t), Some(a)) = (tenant, &ctx.ratelimit) {
+            if let (Some(q), Some((reqs, toks))) = (&t.limits.quota, a.quota_used) {
+                for (name, used, limit) in [
+                    ("requests", reqs, q.daily_requests),
+                    ("tokens", toks, q.daily_tokens),
+                ] {
+                    if let Some(l) = limit.filter(|l| *l > 0) {
+                        let ratio = used as f64 / l as f64;
+                        m.quota_used.with_label_values(&[tenant_l, name]).set(ratio);
+                        self.usage.set_quota(tenant_l, name, ratio);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -462,7 +567,8 @@ impl ProxyHttp for Gateway {
             };
             guard.finish(used).await;
         }
-        if !self.access_log.enabled() {
+        self.record_metrics(session, ctx);
+        if !self.access_log.enabled() && !self.audit.enabled() {
             return;
         }
         let total = ctx.start.elapsed();
@@ -491,9 +597,18 @@ impl ProxyHttp for Gateway {
             upstream_ms: ms(ctx.upstream_wait),
             overhead_ms: ms(total.saturating_sub(ctx.upstream_wait)),
             usage: (ctx.usage != Usage::default()).then_some(ctx.usage),
+            attempts: ctx.attempts,
             error: ctx.error.as_deref(),
         };
-        self.access_log.write(&rec);
+        if self.access_log.enabled() {
+            self.access_log.write(&rec);
+        }
+        self.audit.write(
+            &rec,
+            &ctx.filter_actions,
+            ctx.audit_request.as_deref(),
+            ctx.audit_response.as_deref(),
+        );
     }
 }
 

@@ -6,6 +6,8 @@ use crate::background::Housekeeping;
 use crate::config::Config;
 use crate::limit::Limiter;
 use crate::observe::access_log::AccessLog;
+use crate::observe::audit::AuditLog;
+use crate::observe::usage_book::UsageBook;
 use crate::proxy::Gateway;
 use crate::relay::Relay;
 use arc_swap::ArcSwap;
@@ -97,7 +99,17 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
         },
     );
     server.add_service(housekeeping);
-    let gateway = Gateway::new(shared.clone(), relay, limiter, access_log);
+    let usage = Arc::new(UsageBook::default());
+    let audit = AuditLog::start(shared.load().audit.as_ref())
+        .map_err(|e| format!("cannot start the audit log: {e}"))?;
+    let gateway = Gateway::new(
+        shared.clone(),
+        relay,
+        limiter.clone(),
+        access_log,
+        audit,
+        usage.clone(),
+    );
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = listeners
         .iter()
@@ -118,6 +130,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
             "sluice-admin".to_string(),
             HttpServer::new_app(AdminApp {
                 config: shared.clone(),
+                limiter,
+                usage,
             }),
         );
         svc.add_tcp(&a.addr.to_string());

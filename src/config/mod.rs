@@ -92,6 +92,14 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
+/// The audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConf {
+    pub target: LogTarget,
+    pub bodies: bool,
+    pub rotation: crate::observe::log_writer::Rotation,
+}
+
 /// The runtime configuration: everything validated, compiled and resolved.
 #[derive(Debug)]
 pub struct Config {
@@ -111,6 +119,7 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tenants: TenantTable,
     pub access_log: LogTarget,
+    pub audit: Option<AuditConf>,
     /// Things that are allowed but worth a warning (printed by `-t`, logged at start).
     pub warnings: Vec<String>,
 }
@@ -718,21 +727,29 @@ impl Builder {
         }
 
         // logging
-        let access_log = match f.logging.access.path.as_str() {
-            "stdout" | "-" => LogTarget::Stdout,
-            "off" | "" => LogTarget::Off,
-            p => {
-                let pb = PathBuf::from(p);
-                let parent = pb.parent().map(Path::to_path_buf).unwrap_or_default();
-                if !parent.as_os_str().is_empty() && !parent.is_dir() {
-                    self.err(
-                        &root.key("logging").key("access").key("path"),
-                        format!("access log directory `{}` does not exist", parent.display()),
-                    );
-                }
-                LogTarget::File(pb)
+        let lg = root.key("logging");
+        let access_log = self.log_target(&lg.key("access").key("path"), &f.logging.access.path);
+        let audit = f.logging.audit.as_ref().map(|a| {
+            let at = lg.key("audit");
+            let target = self.log_target(&at.key("path"), &a.path);
+            if a.rotate.0 < 4096 {
+                self.err(&at.key("rotate"), "rotate must be at least 4KiB");
             }
-        };
+            if target == LogTarget::Stdout && a.bodies {
+                self.warn(
+                    &at.key("bodies"),
+                    "audit bodies go to stdout, mixed with the access log",
+                );
+            }
+            AuditConf {
+                target,
+                bodies: a.bodies,
+                rotation: crate::observe::log_writer::Rotation {
+                    max_bytes: a.rotate.0,
+                    keep: a.keep,
+                },
+            }
+        });
 
         Config {
             source: path.to_path_buf(),
@@ -748,12 +765,32 @@ impl Builder {
             trusted_proxies,
             tenants,
             access_log,
+            audit,
             warnings: std::mem::take(&mut self.warnings),
         }
     }
 }
 
 impl Builder {
+    /// `stdout`, `off`, or a file whose directory exists.
+    fn log_target(&mut self, at: &YPath, path: &str) -> LogTarget {
+        match path {
+            "stdout" | "-" => LogTarget::Stdout,
+            "off" | "" => LogTarget::Off,
+            p => {
+                let pb = PathBuf::from(p);
+                let parent = pb.parent().map(Path::to_path_buf).unwrap_or_default();
+                if !parent.as_os_str().is_empty() && !parent.is_dir() {
+                    self.err(
+                        at,
+                        format!("log directory `{}` does not exist", parent.display()),
+                    );
+                }
+                LogTarget::File(pb)
+            }
+        }
+    }
+
     /// A tenant's limits: its own settings, each falling back to the `limits` default.
     fn tenant_limits(
         &mut self,

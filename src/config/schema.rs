@@ -406,6 +406,29 @@ pub struct TenantKey {
 #[serde(deny_unknown_fields, default)]
 pub struct Logging {
     pub access: AccessLog,
+    pub audit: Option<AuditLog>,
+}
+
+/// `audit: {path, bodies, rotate, keep}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditLog {
+    pub path: String,
+    /// Include request and response bodies (after redaction). Off by default.
+    #[serde(default)]
+    pub bodies: bool,
+    #[serde(default = "default_rotate")]
+    pub rotate: Size,
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_rotate() -> Size {
+    Size(256 << 20)
+}
+
+fn default_keep() -> usize {
+    10
 }
 
 #[derive(Debug, Deserialize)]

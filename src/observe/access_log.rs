@@ -1,14 +1,11 @@
-//! One JSON line per request, written by a dedicated thread so the request path never
+//! One JSON line per request, written by a [`LogWriter`] thread so the request path never
 //! blocks on stdout or disk. If the writer falls behind, lines are dropped and counted
 //! rather than stalling traffic.
 
 use crate::config::LogTarget;
+use crate::observe::log_writer::LogWriter;
 use crate::usage::Usage;
 use serde::Serialize;
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
 
 /// What one access log line holds. Never a key, never a body.
 #[derive(Debug, Serialize, Default)]
@@ -36,93 +33,40 @@ pub struct AccessRecord<'a> {
     pub upstream_ms: f64,
     pub overhead_ms: f64,
     pub usage: Option<Usage>,
+    /// Upstream tries (0 = none made, 1 = no retry).
+    pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
 }
 
-/// Handle to the writer thread.
+/// The access log: one JSON line per request.
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: Option<SyncSender<String>>,
-    dropped: Arc<AtomicU64>,
+    writer: LogWriter,
 }
 
 impl AccessLog {
-    /// Start writing to `target`. A file that cannot be opened is reported as an error.
+    /// Start writing to `target`.
     pub fn start(target: &LogTarget) -> std::io::Result<AccessLog> {
-        let dropped = Arc::new(AtomicU64::new(0));
-        let mut out: Box<dyn Write + Send> = match target {
-            LogTarget::Off => return Ok(AccessLog { tx: None, dropped }),
-            LogTarget::Stdout => Box::new(std::io::stdout()),
-            LogTarget::File(p) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            ),
-        };
-        let (tx, rx) = sync_channel::<String>(16 * 1024);
-        std::thread::Builder::new()
-            .name("sluice-access-log".into())
-            .spawn(move || {
-                let mut buf = Vec::with_capacity(64 * 1024);
-                let mut failing = false;
-                while let Ok(line) = rx.recv() {
-                    buf.extend_from_slice(line.as_bytes());
-                    buf.push(b'\n');
-                    // Batch whatever else is already queued into one write.
-                    while buf.len() < 60 * 1024 {
-                        match rx.try_recv() {
-                            Ok(l) => {
-                                buf.extend_from_slice(l.as_bytes());
-                                buf.push(b'\n');
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let res = out.write_all(&buf).and_then(|_| out.flush());
-                    match res {
-                        Err(e) if !failing => {
-                            log::warn!("access log write failed (lines are being lost): {e}");
-                            failing = true;
-                        }
-                        Ok(()) => failing = false,
-                        Err(_) => {}
-                    }
-                    buf.clear();
-                }
-            })?;
         Ok(AccessLog {
-            tx: Some(tx),
-            dropped,
+            writer: LogWriter::start("access", target, None)?,
         })
     }
 
     /// Queue one record; never blocks.
     pub fn write(&self, rec: &AccessRecord<'_>) {
-        let Some(tx) = &self.tx else { return };
-        let line = match serde_json::to_string(rec) {
-            Ok(l) => l,
-            Err(_) => return,
-        };
-        match tx.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-                if n.is_power_of_two() {
-                    log::warn!("access log is falling behind: {} lines dropped", n + 1);
-                }
-            }
+        if let Ok(line) = serde_json::to_string(rec) {
+            self.writer.write_line(line);
         }
     }
 
-    /// Lines dropped because the writer could not keep up.
+    /// Lines lost (writer behind or file unwritable).
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.writer.dropped()
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.writer.enabled()
     }
 }
 

@@ -1,6 +1,10 @@
 //! Request ids, Server-Timing, and the JSON access log.
 
 pub mod access_log;
+pub mod audit;
+pub mod log_writer;
+pub mod metrics;
+pub mod usage_book;
 
 /// The client's `x-request-id` if it is well-formed (1–128 of `[A-Za-z0-9._:-]`).
 pub fn client_request_id(v: Option<&[u8]>) -> Option<String> {

@@ -9,6 +9,7 @@ mod dns;
 pub mod headers;
 
 use crate::error::{stream_error_event, GatewayError};
+use crate::observe::metrics::METRICS;
 use crate::proxy::Ctx;
 use crate::sse::SseParser;
 use crate::upstream::{policy, Endpoint, Upstream};
@@ -34,6 +35,22 @@ pub enum Failure {
     Gateway(GatewayError),
     /// The response already started (or the client is gone): the connection must close.
     Abort(Box<Error>),
+}
+
+/// Counts an open SSE response in `sluice_active_streams` for as long as it lives.
+struct StreamGauge;
+
+impl StreamGauge {
+    fn open() -> Self {
+        METRICS.active_streams.inc();
+        StreamGauge
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        METRICS.active_streams.dec();
+    }
 }
 
 /// Why a try failed before any response header.
@@ -175,6 +192,23 @@ impl Relay {
                 Err(e) => Err(SendError::Connect(e)),
             };
             ctx.upstream_wait += sent_at.elapsed();
+            let code_label = match &outcome {
+                Ok((s, _)) => s
+                    .response_header()
+                    .map_or("502".to_string(), |h| h.status.as_u16().to_string()),
+                Err(SendError::Connect(_)) => "connect_error".to_string(),
+                Err(SendError::Timeout(_)) => "timeout".to_string(),
+            };
+            METRICS
+                .upstream_requests
+                .with_label_values(&[&up.name, &ep.url, &code_label])
+                .inc();
+            if attempt > 1 {
+                METRICS
+                    .upstream_retries
+                    .with_label_values(&[&up.name])
+                    .inc();
+            }
             let out_of_time =
                 deadline.saturating_duration_since(Instant::now()) < Duration::from_millis(50);
             match outcome {
@@ -253,6 +287,7 @@ impl Relay {
             return Err(Failure::Abort(e));
         }
         ctx.first_byte_at = Some(Instant::now());
+        let _streaming = is_sse.then(StreamGauge::open);
 
         let mut sse = is_sse.then(SseParser::new);
         let mut stream_usage = StreamUsage::default();
@@ -314,6 +349,11 @@ impl Relay {
                 json_parts.push(chunk.clone());
             }
             ctx.bytes_out += chunk.len() as u64;
+            if let Some(cap) = ctx.audit_response.as_mut() {
+                let room = crate::observe::audit::BODY_CAP + 1
+                    - cap.len().min(crate::observe::audit::BODY_CAP + 1);
+                cap.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
             if let Err(e) = session.write_response_body(Some(chunk), false).await {
                 ctx.error = Some("client went away".into());
                 ctx.usage = stream_usage.usage();
@@ -324,8 +364,9 @@ impl Relay {
 
         if sse.is_some() {
             ctx.usage = stream_usage.usage();
+            ctx.response_model = stream_usage.model().map(str::to_string);
             if ctx.model.is_none() {
-                ctx.model = stream_usage.model().map(str::to_string);
+                ctx.model = ctx.response_model.clone();
             }
             // An Anthropic stream ends with message_stop or an error event; anything else
             // (including a cut in the middle of an event) was broken upstream: say so
@@ -343,8 +384,9 @@ impl Relay {
             let body = concat(json_parts, json_len);
             if let Some((u, model)) = usage_from_json(&body) {
                 ctx.usage = u;
+                ctx.response_model = model;
                 if ctx.model.is_none() {
-                    ctx.model = model;
+                    ctx.model = ctx.response_model.clone();
                 }
             }
         }

@@ -54,7 +54,7 @@ tenants:
 
 
 class Stack:
-    def __init__(self):
+    def __init__(self, config=None, extra_env=None):
         self.dir = tempfile.mkdtemp(prefix="sluice-sdk-")
         self.mock = subprocess.Popen(
             [MOCK_BIN, "--addr", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
@@ -66,7 +66,7 @@ class Stack:
         cfg = os.path.join(self.dir, "sluice.yaml")
         with open(cfg, "w") as f:
             f.write(
-                CONFIG.format(
+                (config or CONFIG).format(
                     dir=self.dir,
                     port=self.port,
                     admin=self.admin,
@@ -78,7 +78,7 @@ class Stack:
             )
         self.log_path = os.path.join(self.dir, "sluice.log")
         self.log = open(self.log_path, "w")
-        env = dict(os.environ, SDK_UPSTREAM_KEY=UPSTREAM_KEY)
+        env = dict(os.environ, SDK_UPSTREAM_KEY=UPSTREAM_KEY, **(extra_env or {}))
         self.gw = subprocess.Popen(
             [SLUICE_BIN, "-c", cfg], stdout=self.log, stderr=subprocess.STDOUT, env=env
         )
