@@ -113,17 +113,19 @@ fn sse_stream(text: &str) -> Vec<u8> {
         while !text.is_char_boundary(end) {
             end += 1;
         }
-        let data = serde_json::json!({
-            "type": "content_block_delta",
-            "index": 0,
-            "delta": {"type": "text_delta", "text": &text[start..end]},
-        });
-        out.extend_from_slice(b"event: content_block_delta\ndata: ");
-        out.extend_from_slice(data.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
+        // Anthropic's serialization (key order as the API sends it).
+        out.extend_from_slice(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":");
+        out.extend_from_slice(
+            serde_json::to_string(&text[start..end])
+                .expect("json")
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"}}\n\n");
         start = end;
     }
-    out.extend_from_slice(b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    out.extend_from_slice(
+        b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    );
     out.extend_from_slice(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":300000}}\n\n");
     out.extend_from_slice(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     out
@@ -136,7 +138,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("request_redaction");
     group.throughput(Throughput::Bytes(body.len() as u64));
     let f = RequestFilter::new(Some(redactor()), None);
-    let (_, hits) = f.apply(&body).expect("not blocked").expect("planted matches");
+    let (_, hits) = f
+        .apply(&body)
+        .expect("not blocked")
+        .expect("planted matches");
     assert!(hits.len() >= 40, "{} hits", hits.len());
     group.bench_function("1MiB_mixed", |b| {
         b.iter(|| f.apply(black_box(&body)).map(|o| o.map(|(v, _)| v.len())))
@@ -164,7 +169,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("1MiB", |b| {
         b.iter(|| run(Some(r.clone()), Some((m.clone(), "[FILTERED]".to_string()))))
     });
-    group.bench_function("1MiB_redact_only", |b| b.iter(|| run(Some(r.clone()), None)));
+    group.bench_function("1MiB_redact_only", |b| {
+        b.iter(|| run(Some(r.clone()), None))
+    });
     group.finish();
 }
 

@@ -17,12 +17,20 @@ fn bench(c: &mut Criterion) {
             m.requests
                 .with_label_values(&[black_box("team-a"), "/v1/messages", "200", "support"])
                 .inc();
-            m.duration.with_label_values(&["team-a", "/v1/messages"]).observe(0.8);
-            m.ttfb.with_label_values(&["team-a", "/v1/messages"]).observe(0.3);
+            m.duration
+                .with_label_values(&["team-a", "/v1/messages"])
+                .observe(0.8);
+            m.ttfb
+                .with_label_values(&["team-a", "/v1/messages"])
+                .observe(0.3);
             m.overhead.observe(0.0002);
             let model = m.model_label(Some("claude-sonnet-4-5-20250929"));
-            m.tokens.with_label_values(&["team-a", &model, "input"]).inc_by(120);
-            m.tokens.with_label_values(&["team-a", &model, "output"]).inc_by(80);
+            m.tokens
+                .with_label_values(&["team-a", &model, "input"])
+                .inc_by(120);
+            m.tokens
+                .with_label_values(&["team-a", &model, "output"])
+                .inc_by(80);
         })
     });
     let log = AccessLog::start(&LogTarget::File("/dev/null".into())).expect("writer");

@@ -1,11 +1,12 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (config loaded and an upstream
 //! endpoint usable), `/metrics` (Prometheus text), and `/admin/*` behind the admin token
-//! (`Authorization: Bearer …`): `/admin/usage`.
+//! (`Authorization: Bearer …`): `/admin/usage`, `POST /admin/reload`, `/admin/reloads`.
 
 use crate::config::Config;
 use crate::limit::Limiter;
 use crate::observe::metrics::METRICS;
 use crate::observe::usage_book::UsageBook;
+use crate::reload::Reloader;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::Response;
@@ -19,6 +20,7 @@ pub struct AdminApp {
     pub config: Arc<ArcSwap<Config>>,
     pub limiter: Arc<Limiter>,
     pub usage: Arc<UsageBook>,
+    pub reloader: Arc<Reloader>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -98,7 +100,26 @@ impl ServeHttp for AdminApp {
                 if let Err(resp) = check_token(&cfg, auth.as_deref()) {
                     return resp;
                 }
+                let method = session.req_header().method.clone();
                 match p {
+                    "/admin/reload" if method == http::Method::POST => {
+                        let r = self.reloader.clone();
+                        let outcome = tokio::task::spawn_blocking(move || r.reload()).await;
+                        match outcome {
+                            Ok(o) => {
+                                let status = if o.result == "ok" { 200 } else { 422 };
+                                json(status, serde_json::to_string(&o).unwrap_or_default())
+                            }
+                            Err(_) => error(500, "api_error", "reload failed"),
+                        }
+                    }
+                    "/admin/reload" => {
+                        error(405, "invalid_request_error", "use POST /admin/reload")
+                    }
+                    "/admin/reloads" => json(
+                        200,
+                        serde_json::to_string(&self.reloader.history()).unwrap_or_default(),
+                    ),
                     "/admin/usage" => {
                         let body = serde_json::json!({ "tenants": self.usage.snapshot() });
                         json(200, body.to_string())

@@ -17,6 +17,7 @@ pub mod observe;
 pub mod peek;
 pub mod proxy;
 pub mod relay;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod sse;

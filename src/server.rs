@@ -10,9 +10,11 @@ use crate::observe::audit::AuditLog;
 use crate::observe::usage_book::UsageBook;
 use crate::proxy::Gateway;
 use crate::relay::Relay;
+use crate::reload::Reloader;
 use arc_swap::ArcSwap;
 use pingora::apps::http_app::HttpServer;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TcpSocketOptions;
 use pingora::protocols::TcpKeepalive;
 use pingora::proxy::ProxyServiceBuilder;
@@ -90,12 +92,14 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
         .sum::<usize>()
         .max(1);
     let relay = Arc::new(Relay::new(pool));
+    let reloader = Arc::new(Reloader::new(shared.clone()));
     let housekeeping = background_service(
         "housekeeping",
         Housekeeping {
             config: shared.clone(),
             limiter: limiter.clone(),
             relay: relay.clone(),
+            reloader: reloader.clone(),
         },
     );
     server.add_service(housekeeping);
@@ -121,7 +125,16 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
         .server_options(server_options)
         .build();
     for l in &listeners {
-        proxy.add_tcp_with_settings(&l.addr.to_string(), socket_options(l));
+        match &l.tls {
+            None => proxy.add_tcp_with_settings(&l.addr.to_string(), socket_options(l)),
+            Some((cert, key)) => {
+                let mut tls = TlsSettings::intermediate(cert, key).map_err(|e| {
+                    format!("listener {}: cannot load TLS certificate/key: {e}", l.addr)
+                })?;
+                tls.enable_h2();
+                proxy.add_tls_with_settings(&l.addr.to_string(), Some(socket_options(l)), tls);
+            }
+        }
     }
     server.add_service(proxy);
 
@@ -132,6 +145,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
                 config: shared.clone(),
                 limiter,
                 usage,
+                reloader,
             }),
         );
         svc.add_tcp(&a.addr.to_string());

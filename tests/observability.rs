@@ -27,7 +27,14 @@ async fn a_full_disk_under_the_logs_never_breaks_serving() {
         let _ = r.bytes().await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let metrics = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let lost = |log: &str| -> f64 {
         metrics
             .lines()
@@ -78,5 +85,7 @@ async fn audit_log_rotates_by_size() {
             assert!(v["request_body"].as_str().is_some());
         }
     }
-    assert!(!std::fs::read_to_string(name("")).unwrap().contains(TENANT_KEY));
+    assert!(!std::fs::read_to_string(name(""))
+        .unwrap()
+        .contains(TENANT_KEY));
 }

@@ -65,6 +65,8 @@ pub struct Listener {
     pub reuseport: Option<bool>,
     pub keepalive_idle: Duration,
     pub keepalive_max_requests: u32,
+    /// `(cert, key)` PEM paths when this listener terminates TLS.
+    pub tls: Option<(String, String)>,
 }
 
 /// The admin listener.
@@ -338,6 +340,14 @@ impl Builder {
                 reuseport: l.tcp.reuseport,
                 keepalive_idle: l.keepalive.idle.0,
                 keepalive_max_requests: l.keepalive.max_requests,
+                tls: l.tls.as_ref().map(|t| {
+                    for (k, f) in [("cert", &t.cert), ("key", &t.key)] {
+                        if let Err(e) = std::fs::read(f) {
+                            self.err(&at.key("tls").key(k), format!("cannot read `{f}`: {e}"));
+                        }
+                    }
+                    (t.cert.clone(), t.key.clone())
+                }),
             });
         }
 

@@ -52,6 +52,15 @@ pub struct Listener {
     pub tcp: ListenerTcp,
     #[serde(default)]
     pub keepalive: DownstreamKeepalive,
+    /// Terminate TLS here (HTTP/2 is offered by ALPN).
+    pub tls: Option<ListenerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Deserialize, Default)]

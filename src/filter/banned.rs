@@ -20,10 +20,30 @@ pub struct BannedWords {
     ac: AhoCorasick,
     /// Folded words, sorted and deduplicated (prefix look-ups for streaming).
     sorted: Vec<Vec<u8>>,
+    /// First bytes of the folded words longer than one byte (bitmap).
+    first: [u64; 4],
+    /// First two bytes of the folded words longer than two bytes (bitmap).
+    pair: Box<[u64]>,
     /// Longest word, in chars.
     max_len: usize,
     count: usize,
     name: Arc<str>,
+}
+
+thread_local! {
+    /// Fold buffers reused across calls.
+    static FOLD: std::cell::RefCell<(Vec<u8>, Vec<(usize, usize)>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn bit(map: &[u64], i: usize) -> bool {
+    map.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+fn set_bit(map: &mut [u64], i: usize) {
+    if let Some(w) = map.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
+    }
 }
 
 impl BannedWords {
@@ -52,9 +72,21 @@ impl BannedWords {
         let mut sorted = folded;
         sorted.sort_unstable();
         sorted.dedup();
+        let mut first = [0u64; 4];
+        let mut pair = vec![0u64; 1024].into_boxed_slice();
+        for w in &sorted {
+            if w.len() > 1 {
+                set_bit(&mut first, usize::from(w[0]));
+            }
+            if w.len() > 2 {
+                set_bit(&mut pair, usize::from(w[0]) << 8 | usize::from(w[1]));
+            }
+        }
         Ok(BannedWords {
             ac,
             sorted,
+            first,
+            pair,
             max_len,
             count: words.len(),
             name: Arc::from("banned_word"),
@@ -70,9 +102,22 @@ impl BannedWords {
 
     /// Index of the word found first (leftmost) in `text`, if any.
     pub fn find(&self, text: &str) -> Option<usize> {
-        let mut f = Vec::new();
-        fold(text, &mut f, &mut Vec::new());
-        self.ac.find(&f[..]).map(|m| m.pattern().as_usize())
+        let find = |f: &mut Vec<u8>, shifts: &mut Vec<(usize, usize)>| {
+            fold(text, f, shifts);
+            self.ac.find(&f[..]).map(|m| m.pattern().as_usize())
+        };
+        FOLD.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut bufs) => {
+                let (f, shifts) = &mut *bufs;
+                let r = find(f, shifts);
+                if f.capacity() > 1 << 20 {
+                    *f = Vec::new();
+                    *shifts = Vec::new();
+                }
+                r
+            }
+            Err(_) => find(&mut Vec::new(), &mut Vec::new()),
+        })
     }
 
     /// `text` with every banned word (leftmost-longest) replaced by `replacement`;
@@ -112,33 +157,53 @@ impl BannedWords {
     /// Candidates in `text[from..]`; see [`Filters::scan`]. Undetermined: the earliest
     /// suffix that is a proper prefix of a word.
     pub(crate) fn scan(&self, text: &str, from: usize, eof: bool, out: &mut Vec<Cand>) -> usize {
-        let mut f = Vec::new();
-        let mut shifts = Vec::new();
-        fold(&text[from..], &mut f, &mut shifts);
+        FOLD.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut bufs) => {
+                let (f, shifts) = &mut *bufs;
+                let u = self.scan_with(text, from, eof, out, f, shifts);
+                if f.capacity() > 1 << 20 {
+                    *f = Vec::new();
+                    *shifts = Vec::new();
+                }
+                u
+            }
+            Err(_) => self.scan_with(text, from, eof, out, &mut Vec::new(), &mut Vec::new()),
+        })
+    }
+
+    fn scan_with(
+        &self,
+        text: &str,
+        from: usize,
+        eof: bool,
+        out: &mut Vec<Cand>,
+        f: &mut Vec<u8>,
+        shifts: &mut Vec<(usize, usize)>,
+    ) -> usize {
+        fold(&text[from..], f, shifts);
         for m in self.ac.find_iter(&f[..]) {
             out.push(Cand {
-                start: from + unfold(&shifts, m.start()),
-                end: from + unfold(&shifts, m.end()),
+                start: from + unfold(shifts, m.start()),
+                end: from + unfold(shifts, m.end()),
                 prio: PRIO_WORD,
                 src: Src::Word(m.pattern().as_usize()),
             });
         }
-        if eof {
+        if eof || self.max_len < 2 {
             return text.len();
         }
-        // Char starts among the last max_len - 1 folded chars, earliest first.
-        let mut starts = Vec::new();
-        for (k, &b) in f.iter().enumerate().rev() {
-            if starts.len() + 1 >= self.max_len {
-                break;
-            }
-            if b & 0xC0 != 0x80 {
-                starts.push(k);
+        // The earliest of the last max_len - 1 folded chars.
+        let mut k0 = f.len();
+        let mut chars = 0;
+        while k0 > 0 && chars + 1 < self.max_len {
+            k0 -= 1;
+            if f[k0] & 0xC0 != 0x80 {
+                chars += 1;
             }
         }
-        for &k in starts.iter().rev() {
-            if self.is_proper_prefix(&f[k..]) {
-                return from + unfold(&shifts, k);
+        for k in k0..f.len() {
+            if f[k] & 0xC0 != 0x80 && self.is_proper_prefix(&f[k..]) {
+                return from + unfold(shifts, k);
             }
         }
         text.len()
@@ -146,6 +211,19 @@ impl BannedWords {
 
     /// Some word is longer than `p` and starts with it.
     fn is_proper_prefix(&self, p: &[u8]) -> bool {
+        match p {
+            [] => return false,
+            [a] => {
+                if !bit(&self.first, usize::from(*a)) {
+                    return false;
+                }
+            }
+            [a, b, ..] => {
+                if !bit(&self.pair, usize::from(*a) << 8 | usize::from(*b)) {
+                    return false;
+                }
+            }
+        }
         let i = self.sorted.partition_point(|w| w.as_slice() < p);
         let mut rest = self.sorted[i..].iter();
         match rest.next() {

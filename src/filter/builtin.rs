@@ -128,7 +128,7 @@ impl Builtins {
         while i < n {
             let c = CLASS[t[i] as usize] & mask;
             if c == 0 {
-                i += 1;
+                i = skip_plain(t, i + 1);
                 continue;
             }
             if c == C_DIGIT {
@@ -306,6 +306,27 @@ impl Builtins {
         }
         Ok(())
     }
+}
+
+/// From `i`, skips 8 bytes at a time while none of them is in `+`..=`@` (which holds
+/// the digits, `+` and `@`); returns a position at or before the next such byte.
+fn skip_plain(t: &[u8], mut i: usize) -> usize {
+    const L: u64 = 0x0101_0101_0101_0101;
+    // Bytes b with 0x2A < b < 0x41 (high bit clear), exact per byte.
+    const HI: u64 = L * (127 + 0x41);
+    const LO: u64 = L * (127 - 0x2A);
+    while let Some(w) = t.get(i..i + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a);
+        let y = x & (L * 127);
+        let m = (HI - y) & !x & (y + LO) & (L * 128);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
 }
 
 fn is_local(b: u8) -> bool {
@@ -609,6 +630,22 @@ mod tests {
         none("@example.com");
         none("a@b.c");
         none(&format!("{}@example.com", "x".repeat(65)));
+    }
+
+    #[test]
+    fn skip_plain_stops_at_every_interesting_byte() {
+        for b in 0..=255u8 {
+            for pos in 0..20 {
+                let mut v = vec![b'a'; 24];
+                v[pos] = b;
+                let stop = skip_plain(&v, 0);
+                if (0x2B..=0x40).contains(&b) {
+                    assert!(stop <= pos, "byte {b:#x} at {pos}: {stop}");
+                } else {
+                    assert!(stop > pos, "byte {b:#x} at {pos}: {stop}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -230,7 +230,7 @@ pub(crate) fn walk<V: Visitor>(body: &[u8], v: &mut V) -> Result<(), WalkError<V
 }
 
 /// Scans a string literal whose content starts at `start` (after the quote).
-fn scan_string(body: &[u8], start: usize) -> Option<(Lit, &str)> {
+pub(crate) fn scan_string(body: &[u8], start: usize) -> Option<(Lit, &str)> {
     let mut p = start;
     let mut escaped = false;
     loop {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use memchr::{memchr, memchr2};
 use serde::Deserialize;
 
-use super::json::escape_into;
+use super::json::{decode, escape_into, scan_string};
 use super::{select, BannedWords, Cand, Filters, Hit, Redactor};
 
 /// Events larger than this (bytes, raw) are passed through unfiltered.
@@ -327,6 +327,9 @@ impl StreamFilter {
             return true;
         }
         let (name, data) = parse_fields(raw);
+        if let Some((ix, text)) = data.as_deref().and_then(fast_text_delta) {
+            return self.on_text(ix, &text, raw, out);
+        }
         let head = match &data {
             Some(d) if !d.is_empty() => serde_json::from_slice::<Head<'_>>(d).ok(),
             _ => None,
@@ -475,6 +478,33 @@ fn shrink_vec(v: &mut Vec<u8>) {
     if v.capacity() > RETAINED_CAPACITY {
         v.shrink_to(RETAINED_CAPACITY);
     }
+}
+
+/// The index and text of a text delta in Anthropic's exact serialization
+/// (`{"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"…"}}`),
+/// without a JSON parser; `None` for anything else (then serde_json decides).
+fn fast_text_delta(data: &[u8]) -> Option<(u64, Cow<'_, str>)> {
+    let rest = data.strip_prefix(b"{\"type\":\"content_block_delta\",\"index\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 18 || (digits > 1 && rest[0] == b'0') {
+        return None;
+    }
+    let ix = rest[..digits]
+        .iter()
+        .fold(0u64, |acc, &b| acc * 10 + u64::from(b - b'0'));
+    let rest = &rest[digits..];
+    let body = rest.strip_prefix(b",\"delta\":{\"type\":\"text_delta\",\"text\":\"")?;
+    let start = rest.len() - body.len();
+    let (lit, raw) = scan_string(rest, start)?;
+    if &rest[lit.end..] != b"\"}}" {
+        return None;
+    }
+    if !lit.escaped {
+        return Some((ix, Cow::Borrowed(raw)));
+    }
+    let mut s = String::with_capacity(raw.len());
+    decode(raw, &mut s, &mut Vec::new());
+    Some((ix, Cow::Owned(s)))
 }
 
 /// Appends a `content_block_delta` text event.

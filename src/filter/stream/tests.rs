@@ -110,7 +110,16 @@ fn run(f: &mut StreamFilter, chunks: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A text delta as Anthropic serializes it (the filter's fast path).
 fn delta(ix: u64, text: &str) -> String {
+    format!(
+        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{ix},\"delta\":{{\"type\":\"text_delta\",\"text\":{}}}}}\n\n",
+        serde_json::to_string(text).unwrap()
+    )
+}
+
+/// The same delta with other key order and spacing (the serde_json path).
+fn delta_reordered(ix: u64, text: &str) -> String {
     format!(
         "event: content_block_delta\ndata: {}\n\n",
         serde_json::json!({"type":"content_block_delta","index":ix,"delta":{"type":"text_delta","text":text}})
@@ -423,9 +432,39 @@ const ATOMS: &[&str] = &[
 
 /// Mostly the characters the detectors care about, to stress their edge cases.
 const SOUP: &[&str] = &[
-    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", " ", "-", "+", "@", ".", "x", "X", "a",
-    "com", "86", "13", "1381234", "4111", "11010519491231002", "你", "违", "禁", "词", "ｂ",
-    "ad", "Ａ", "ｃ", "\u{3000}",
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "7",
+    "8",
+    "9",
+    " ",
+    "-",
+    "+",
+    "@",
+    ".",
+    "x",
+    "X",
+    "a",
+    "com",
+    "86",
+    "13",
+    "1381234",
+    "4111",
+    "11010519491231002",
+    "你",
+    "违",
+    "禁",
+    "词",
+    "ｂ",
+    "ad",
+    "Ａ",
+    "ｃ",
+    "\u{3000}",
 ];
 
 fn text() -> impl Strategy<Value = String> {
@@ -484,8 +523,12 @@ fn scenario(
     maybe_ping(&mut s);
     for (ix, t, seeds) in [(0u64, t0, seeds0), (1, t1, seeds1)] {
         s.push_str(&format!("event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{ix},\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n"));
-        for part in cut_chars(t, seeds) {
-            s.push_str(&delta(ix, &part));
+        for (k, part) in cut_chars(t, seeds).iter().enumerate() {
+            if k % 3 == 2 {
+                s.push_str(&delta_reordered(ix, part));
+            } else {
+                s.push_str(&delta(ix, part));
+            }
             maybe_ping(&mut s);
         }
         s.push_str(&format!("event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":{ix}}}\n\n"));
