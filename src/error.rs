@@ -25,6 +25,8 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("request body is larger than the gateway limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    #[error("the request contains content that is not allowed")]
+    FilterBlocked,
     #[error("request body is not valid JSON: {0}")]
     InvalidBody(String),
     #[error("could not read the request body: {0}")]
@@ -58,7 +60,7 @@ impl GatewayError {
             IpNotAllowed | ModelNotAllowed(_) => 403,
             BodyTooLarge { .. } => 413,
             RateLimited { .. } => 429,
-            InvalidBody(_) | BodyRead(_) => 400,
+            InvalidBody(_) | BodyRead(_) | FilterBlocked => 400,
             UpstreamUnavailable | UpstreamProtocol => 502,
             NoUpstreamKey { .. } => 503,
             UpstreamTimeout(_) => 504,
@@ -71,7 +73,9 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             RouteNotFound { .. } => "not_found_error",
-            MethodNotAllowed { .. } | InvalidBody(_) | BodyRead(_) => "invalid_request_error",
+            MethodNotAllowed { .. } | InvalidBody(_) | BodyRead(_) | FilterBlocked => {
+                "invalid_request_error"
+            }
             MissingKey | InvalidKey => "authentication_error",
             IpNotAllowed | ModelNotAllowed(_) => "permission_error",
             BodyTooLarge { .. } => "request_too_large",
@@ -97,6 +101,7 @@ impl GatewayError {
             BodyTooLarge { .. } => "limit.max_body",
             RateLimited { reason, .. } => reason.as_str(),
             InvalidBody(_) => "request.invalid_json",
+            FilterBlocked => "filter.block",
             BodyRead(_) => "request.body_read",
             UpstreamUnavailable => "upstream.unavailable",
             NoUpstreamKey { .. } => "upstream.no_key",
@@ -214,6 +219,7 @@ mod tests {
                 retry_after: 1,
             },
             InvalidBody("x".into()),
+            FilterBlocked,
             BodyRead("x".into()),
             UpstreamUnavailable,
             UpstreamTimeout("first byte"),

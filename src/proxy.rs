@@ -229,6 +229,48 @@ impl Gateway {
             return Err(Failure::Gateway(GatewayError::Internal));
         };
         ctx.upstream = Some(up.name.clone());
+        // Content filters on the request: a banned word refuses it (nothing is sent
+        // upstream); redaction rewrites only the affected JSON strings.
+        let mut body = body;
+        if let Some(f) = &cfg.filters.request {
+            match f.apply(&body) {
+                Err(blocked) => {
+                    METRICS
+                        .filter_hits
+                        .with_label_values(&["banned_word", "block"])
+                        .inc();
+                    ctx.filter_actions.push(FilterAction {
+                        filter: "banned_word".into(),
+                        action: "block",
+                    });
+                    log::info!(
+                        "{}: request refused by banned word #{}",
+                        ctx.request_id,
+                        blocked.word
+                    );
+                    return Err(Failure::Gateway(GatewayError::FilterBlocked));
+                }
+                Ok(Some((redacted, hits))) => {
+                    for h in &hits {
+                        METRICS
+                            .filter_hits
+                            .with_label_values(&[&h.name, h.action.as_str()])
+                            .inc();
+                        ctx.filter_actions.push(FilterAction {
+                            filter: h.name.to_string(),
+                            action: h.action.as_str(),
+                        });
+                    }
+                    log::info!(
+                        "{}: request filter: {} redaction(s)",
+                        ctx.request_id,
+                        hits.len()
+                    );
+                    body = Bytes::from(redacted);
+                }
+                Ok(None) => {}
+            }
+        }
         if self.audit.bodies {
             ctx.audit_request = Some(body.clone());
             ctx.audit_response = Some(Vec::new());

@@ -94,6 +94,52 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
+/// Compiled content filters.
+#[derive(Default)]
+pub struct FilterSet {
+    /// Request redaction and banned words (`None` = off).
+    pub request: Option<Arc<crate::filter::RequestFilter>>,
+    pub response_redactor: Option<Arc<crate::filter::Redactor>>,
+    /// Banned words masked in responses, with their replacement.
+    pub response_masker: Option<(Arc<crate::filter::BannedWords>, String)>,
+}
+
+impl FilterSet {
+    pub fn response_enabled(&self) -> bool {
+        self.response_redactor.is_some() || self.response_masker.is_some()
+    }
+
+    /// The response side, cheaply cloned for one request.
+    pub fn clone_response(&self) -> ResponseFilters {
+        ResponseFilters {
+            redactor: self.response_redactor.clone(),
+            masker: self.response_masker.clone(),
+        }
+    }
+}
+
+/// The response filters of one request.
+pub struct ResponseFilters {
+    pub redactor: Option<Arc<crate::filter::Redactor>>,
+    pub masker: Option<(Arc<crate::filter::BannedWords>, String)>,
+}
+
+impl ResponseFilters {
+    pub fn enabled(&self) -> bool {
+        self.redactor.is_some() || self.masker.is_some()
+    }
+}
+
+impl std::fmt::Debug for FilterSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilterSet")
+            .field("request", &self.request.is_some())
+            .field("response_redactor", &self.response_redactor.is_some())
+            .field("response_masker", &self.response_masker.is_some())
+            .finish()
+    }
+}
+
 /// The audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConf {
@@ -122,6 +168,7 @@ pub struct Config {
     pub tenants: TenantTable,
     pub access_log: LogTarget,
     pub audit: Option<AuditConf>,
+    pub filters: FilterSet,
     /// Things that are allowed but worth a warning (printed by `-t`, logged at start).
     pub warnings: Vec<String>,
 }
@@ -736,6 +783,9 @@ impl Builder {
             self.warn(&tp, "no tenants: every request will be refused with 401");
         }
 
+        // filters
+        let filters = self.filters(&root.key("filters"), &f.filters);
+
         // logging
         let lg = root.key("logging");
         let access_log = self.log_target(&lg.key("access").key("path"), &f.logging.access.path);
@@ -776,12 +826,132 @@ impl Builder {
             tenants,
             access_log,
             audit,
+            filters,
             warnings: std::mem::take(&mut self.warnings),
         }
     }
 }
 
 impl Builder {
+    fn rules(
+        &mut self,
+        at: &YPath,
+        entries: &[schema::RedactEntry],
+    ) -> Vec<crate::filter::RuleSpec> {
+        let mut out = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            match e {
+                schema::RedactEntry::Builtin(name) => {
+                    if !crate::filter::builtin_names().contains(&name.as_str()) {
+                        self.err(
+                            &at.idx(i),
+                            format!(
+                                "unknown built-in filter `{name}` (built-ins: {}; or give {{name, pattern}})",
+                                crate::filter::builtin_names().join(", ")
+                            ),
+                        );
+                        continue;
+                    }
+                    out.push(crate::filter::RuleSpec {
+                        name: name.clone(),
+                        pattern: None,
+                        max_len: None,
+                    });
+                }
+                schema::RedactEntry::Custom {
+                    name,
+                    pattern,
+                    max_len,
+                } => out.push(crate::filter::RuleSpec {
+                    name: name.clone(),
+                    pattern: Some(pattern.clone()),
+                    max_len: *max_len,
+                }),
+            }
+        }
+        out
+    }
+
+    fn words(&mut self, at: &YPath, b: &schema::BlockWords) -> Option<crate::filter::BannedWords> {
+        let mut words = b.words.clone();
+        if let Some(file) = &b.words_file {
+            let p = if Path::new(file).is_relative() && !Path::new(file).exists() {
+                self.base.join(file)
+            } else {
+                PathBuf::from(file)
+            };
+            match crate::filter::BannedWords::from_file(&p) {
+                Ok(w) => words.extend(w),
+                Err(m) => {
+                    self.err(&at.key("words_file"), m);
+                    return None;
+                }
+            }
+        }
+        if words.is_empty() {
+            self.err(
+                at,
+                "block needs `words` and/or a `words_file` with at least one word",
+            );
+            return None;
+        }
+        match crate::filter::BannedWords::new(&words) {
+            Ok(w) => Some(w),
+            Err(m) => {
+                self.err(&at.key("words"), m);
+                None
+            }
+        }
+    }
+
+    fn filters(&mut self, at: &YPath, f: &schema::Filters) -> FilterSet {
+        let mut set = FilterSet::default();
+        if let Some(r) = &f.request {
+            let rat = at.key("request");
+            let rules = self.rules(&rat.key("redact"), &r.redact);
+            let redactor = if rules.is_empty() {
+                None
+            } else {
+                match crate::filter::Redactor::new(&rules, &r.replacement) {
+                    Ok(red) => Some(red),
+                    Err(m) => {
+                        self.err(&rat.key("redact"), m);
+                        None
+                    }
+                }
+            };
+            if r.block.as_ref().is_some_and(|b| b.replacement.is_some()) {
+                self.err(&rat.key("block").key("replacement"), "request block refuses the request (400): `replacement` applies to filters.response.block only");
+            }
+            let banned = r
+                .block
+                .as_ref()
+                .and_then(|b| self.words(&rat.key("block"), b));
+            if redactor.is_some() || banned.is_some() {
+                set.request = Some(Arc::new(crate::filter::RequestFilter::new(
+                    redactor, banned,
+                )));
+            }
+        }
+        if let Some(r) = &f.response {
+            let rat = at.key("response");
+            let rules = self.rules(&rat.key("redact"), &r.redact);
+            if !rules.is_empty() {
+                match crate::filter::Redactor::new(&rules, &r.replacement) {
+                    Ok(red) => set.response_redactor = Some(Arc::new(red)),
+                    Err(m) => self.err(&rat.key("redact"), m),
+                }
+            }
+            if let Some(b) = &r.block {
+                if let Some(w) = self.words(&rat.key("block"), b) {
+                    let repl = b.replacement.clone().unwrap_or_else(|| "[FILTERED]".into());
+                    set.response_masker = Some((Arc::new(w), repl));
+                }
+            }
+        }
+        set
+    }
+
     /// `stdout`, `off`, or a file whose directory exists.
     fn log_target(&mut self, at: &YPath, path: &str) -> LogTarget {
         match path {

@@ -19,7 +19,65 @@ pub struct File {
     pub routes: Vec<Route>,
     pub limits: Limits,
     pub tenants: Vec<Tenant>,
+    pub filters: Filters,
     pub logging: Logging,
+}
+
+/// `filters: {request, response}`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Filters {
+    pub request: Option<RequestFilters>,
+    pub response: Option<ResponseFilters>,
+}
+
+/// One `redact` entry: a built-in name, or a named custom regex.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RedactEntry {
+    Builtin(String),
+    Custom {
+        name: String,
+        pattern: String,
+        /// Longest match in characters (the stream filter's hold-back window).
+        #[serde(default)]
+        max_len: Option<usize>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestFilters {
+    #[serde(default)]
+    pub redact: Vec<RedactEntry>,
+    #[serde(default = "default_redaction")]
+    pub replacement: String,
+    pub block: Option<BlockWords>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseFilters {
+    #[serde(default)]
+    pub redact: Vec<RedactEntry>,
+    #[serde(default = "default_redaction")]
+    pub replacement: String,
+    pub block: Option<BlockWords>,
+}
+
+/// `block: {words, words_file, replacement}` (replacement: responses only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockWords {
+    #[serde(default)]
+    pub words: Vec<String>,
+    pub words_file: Option<String>,
+    /// In responses, banned words are replaced by this.
+    pub replacement: Option<String>,
+}
+
+fn default_redaction() -> String {
+    "[REDACTED]".into()
 }
 
 #[derive(Debug, Deserialize)]

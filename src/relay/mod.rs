@@ -53,6 +53,40 @@ impl Drop for StreamGauge {
     }
 }
 
+/// One read of the upstream body.
+enum Read {
+    Chunk(Bytes),
+    Done,
+    TimedOut(&'static str),
+    Broken,
+    ClientGone(Box<Error>),
+}
+
+/// Count and log filter actions (never the matched text).
+fn record_hits(ctx: &mut Ctx, hits: &[crate::filter::Hit]) {
+    for h in hits {
+        METRICS
+            .filter_hits
+            .with_label_values(&[&h.name, h.action.as_str()])
+            .inc();
+        ctx.filter_actions
+            .push(crate::observe::audit::FilterAction {
+                filter: h.name.to_string(),
+                action: h.action.as_str(),
+            });
+    }
+    if !hits.is_empty() {
+        log::info!(
+            "{}: response filter: {} action(s)",
+            ctx.request_id,
+            hits.len()
+        );
+    }
+}
+
+/// Largest JSON response read whole for response filtering.
+const JSON_FILTER_LIMIT: usize = 8 << 20;
+
 /// Why a try failed before any response header.
 enum SendError {
     /// Connect/TLS failure or a connection that broke before answering.
@@ -277,10 +311,102 @@ impl Relay {
         };
         ctx.upstream_status = Some(uresp.status.as_u16());
         let is_sse = headers::is_event_stream(uresp);
-        let resp = headers::client_response(uresp, ctx, header_at - sent_at)
+        let is_json = headers::is_json(Some(uresp));
+        let mut resp = headers::client_response(uresp, ctx, header_at - sent_at)
             .map_err(|_| Failure::Gateway(GatewayError::UpstreamProtocol))?;
         ctx.status = resp.status.as_u16();
         ctx.stream = is_sse;
+        let filters = ctx.cfg.as_ref().map(|c| c.filters.clone_response());
+        let filtering = filters.as_ref().is_some_and(|f| f.enabled());
+
+        // A filtered JSON answer is read whole first (Messages answers are small), so its
+        // Content-Length can be set after filtering; nothing reaches the client before.
+        let mut prefix: Vec<Bytes> = Vec::new();
+        if filtering && is_json && !is_sse {
+            let mut body = Vec::new();
+            let mut complete = false;
+            while body.len() <= JSON_FILTER_LIMIT {
+                match self
+                    .read_chunk(session, &mut upstream, t.idle, deadline, ctx)
+                    .await
+                {
+                    Read::Chunk(c) => body.extend_from_slice(&c),
+                    Read::Done => {
+                        complete = true;
+                        break;
+                    }
+                    Read::TimedOut(what) => {
+                        return Err(Failure::Gateway(GatewayError::UpstreamTimeout(what)))
+                    }
+                    Read::Broken => {
+                        return Err(Failure::Gateway(GatewayError::UpstreamUnavailable))
+                    }
+                    Read::ClientGone(e) => return Err(Failure::Abort(e)),
+                }
+            }
+            if let Some((u, model)) = usage_from_json(&body) {
+                ctx.usage = u;
+                ctx.response_model = model;
+                if ctx.model.is_none() {
+                    ctx.model = ctx.response_model.clone();
+                }
+            }
+            if complete {
+                let f = filters.as_ref();
+                let out = f.and_then(|f| {
+                    crate::filter::filter_message_json(
+                        &body,
+                        f.redactor.as_deref(),
+                        f.masker.as_ref().map(|(w, r)| (&**w, r.as_str())),
+                    )
+                });
+                if let Some((filtered, hits)) = out {
+                    record_hits(ctx, &hits);
+                    body = filtered;
+                }
+                resp.remove_header("transfer-encoding");
+                let _ = resp.insert_header("content-length", body.len().to_string());
+                ctx.bytes_out += body.len() as u64;
+                if let Some(cap) = ctx.audit_response.as_mut() {
+                    cap.extend_from_slice(
+                        &body[..body.len().min(crate::observe::audit::BODY_CAP + 1)],
+                    );
+                }
+                if let Err(e) = session.write_response_header(Box::new(resp), false).await {
+                    ctx.error = Some("client went away".into());
+                    return Err(Failure::Abort(e));
+                }
+                ctx.first_byte_at = Some(Instant::now());
+                if let Err(e) = session
+                    .write_response_body(Some(Bytes::from(body)), true)
+                    .await
+                {
+                    ctx.error = Some("client went away".into());
+                    return Err(Failure::Abort(e));
+                }
+                self.finish_upstream(upstream, &peer, up).await;
+                return Ok(());
+            }
+            // Too large to filter: pass it on unfiltered, as it arrives.
+            log::warn!(
+                "{}: JSON response over {} bytes passed through without response filtering",
+                ctx.request_id,
+                JSON_FILTER_LIMIT
+            );
+            prefix.push(Bytes::from(body));
+        }
+
+        let mut stream_filter = (filtering && is_sse).then(|| {
+            let f = filters.as_ref();
+            crate::filter::StreamFilter::new(
+                f.and_then(|f| f.redactor.clone()),
+                f.and_then(|f| f.masker.clone()),
+            )
+        });
+        if stream_filter.is_some() {
+            // The filter may change lengths: the body is re-framed as chunked.
+            resp.remove_header("content-length");
+        }
 
         if let Err(e) = session.write_response_header(Box::new(resp), false).await {
             ctx.error = Some("client went away".into());
@@ -293,54 +419,39 @@ impl Relay {
         let mut stream_usage = StreamUsage::default();
         let mut json_parts: Vec<Bytes> = Vec::new();
         let mut json_len = 0usize;
-        let collect_json = !is_sse && headers::is_json(upstream.response_header());
+        let collect_json = !is_sse && is_json;
+        let mut filtered = Vec::new();
+        let mut prefix = prefix.into_iter();
 
         loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return self
-                    .break_stream(session, ctx, sse.is_some(), "total timeout")
-                    .await;
-            }
-            let wait = t.idle.min(deadline - now);
-            if upstream.response_done() {
-                // Everything was read (and written): the client may already be sending
-                // its next request on this connection, so stop watching it for "gone".
-                break;
-            }
-            let read = tokio::select! {
-                biased;
-                r = timeout(wait, upstream.read_response_body()) => r,
-                _ = client_gone(session) => {
-                    // Dropping the upstream session cancels the upstream request.
-                    ctx.error = Some("client went away".into());
-                    ctx.usage = stream_usage.usage();
-                    upstream.shutdown().await;
-                    return Err(Failure::Abort(Error::explain(
-                        ErrorType::ConnectionClosed,
-                        "client closed the connection mid-response",
-                    )));
-                }
-            };
-            ctx.upstream_wait += now.elapsed();
-            let chunk = match read {
-                Err(_) => {
-                    let what = if wait < t.idle {
-                        "total timeout"
-                    } else {
-                        "idle timeout"
-                    };
-                    return self.break_stream(session, ctx, sse.is_some(), what).await;
-                }
-                Ok(Err(e)) => {
-                    log::warn!("{}: upstream body read failed: {e}", ctx.request_id);
-                    ctx.usage = stream_usage.usage();
-                    return self
-                        .break_stream(session, ctx, sse.is_some(), "upstream disconnected")
-                        .await;
-                }
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(c))) => c,
+            let chunk = match prefix.next() {
+                Some(c) => c,
+                None => match self
+                    .read_chunk(session, &mut upstream, t.idle, deadline, ctx)
+                    .await
+                {
+                    Read::Chunk(c) => c,
+                    Read::Done => break,
+                    Read::TimedOut(what) => {
+                        ctx.usage = stream_usage.usage();
+                        self.flush_filter(session, ctx, stream_filter.as_mut(), &mut filtered)
+                            .await;
+                        return self.break_stream(session, ctx, sse.is_some(), what).await;
+                    }
+                    Read::Broken => {
+                        ctx.usage = stream_usage.usage();
+                        self.flush_filter(session, ctx, stream_filter.as_mut(), &mut filtered)
+                            .await;
+                        return self
+                            .break_stream(session, ctx, sse.is_some(), "upstream disconnected")
+                            .await;
+                    }
+                    Read::ClientGone(e) => {
+                        ctx.usage = stream_usage.usage();
+                        upstream.shutdown().await;
+                        return Err(Failure::Abort(e));
+                    }
+                },
             };
             if let Some(p) = sse.as_mut() {
                 p.feed(&chunk, |ev| stream_usage.observe(ev));
@@ -348,14 +459,20 @@ impl Relay {
                 json_len += chunk.len();
                 json_parts.push(chunk.clone());
             }
-            ctx.bytes_out += chunk.len() as u64;
-            if let Some(cap) = ctx.audit_response.as_mut() {
-                let room = crate::observe::audit::BODY_CAP + 1
-                    - cap.len().min(crate::observe::audit::BODY_CAP + 1);
-                cap.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            if let Err(e) = session.write_response_body(Some(chunk), false).await {
-                ctx.error = Some("client went away".into());
+            let out = match stream_filter.as_mut() {
+                Some(f) => {
+                    filtered.clear();
+                    f.push(&chunk, &mut filtered);
+                    let hits = f.take_hits();
+                    record_hits(ctx, &hits);
+                    if filtered.is_empty() {
+                        continue;
+                    }
+                    Bytes::copy_from_slice(&filtered)
+                }
+                None => chunk,
+            };
+            if let Err(e) = self.send_body(session, ctx, out).await {
                 ctx.usage = stream_usage.usage();
                 upstream.shutdown().await;
                 return Err(Failure::Abort(e));
@@ -368,6 +485,8 @@ impl Relay {
             if ctx.model.is_none() {
                 ctx.model = ctx.response_model.clone();
             }
+            self.flush_filter(session, ctx, stream_filter.as_mut(), &mut filtered)
+                .await;
             // An Anthropic stream ends with message_stop or an error event; anything else
             // (including a cut in the middle of an event) was broken upstream: say so
             // instead of passing it off as complete.
@@ -395,14 +514,107 @@ impl Relay {
             ctx.error = Some("client went away".into());
             return Err(Failure::Abort(e));
         }
+        self.finish_upstream(upstream, &peer, up).await;
+        Ok(())
+    }
+
+    /// Back to the pool if the response was read to the end, else closed.
+    async fn finish_upstream(&self, mut upstream: HttpSession, peer: &HttpPeer, up: &Upstream) {
         if upstream.response_done() {
             self.connector
-                .release_http_session(upstream, &peer, Some(up.pool_idle))
+                .release_http_session(upstream, peer, Some(up.pool_idle))
                 .await;
         } else {
             upstream.shutdown().await;
         }
-        Ok(())
+    }
+
+    /// Write one body chunk to the client (and the audit copy).
+    async fn send_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        chunk: Bytes,
+    ) -> pingora::Result<()> {
+        ctx.bytes_out += chunk.len() as u64;
+        if let Some(cap) = ctx.audit_response.as_mut() {
+            let room = crate::observe::audit::BODY_CAP + 1
+                - cap.len().min(crate::observe::audit::BODY_CAP + 1);
+            cap.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        let r = session.write_response_body(Some(chunk), false).await;
+        if r.is_err() {
+            ctx.error = Some("client went away".into());
+        }
+        r
+    }
+
+    /// Emit whatever the stream filter still holds (end of stream or a break).
+    async fn flush_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        filter: Option<&mut crate::filter::StreamFilter>,
+        buf: &mut Vec<u8>,
+    ) {
+        let Some(f) = filter else { return };
+        buf.clear();
+        f.finish(buf);
+        let hits = f.take_hits();
+        record_hits(ctx, &hits);
+        if !buf.is_empty() {
+            let _ = self
+                .send_body(session, ctx, Bytes::copy_from_slice(buf))
+                .await;
+        }
+    }
+
+    /// Read the next upstream body chunk within the idle/total timeouts, watching for the
+    /// client leaving meanwhile.
+    async fn read_chunk(
+        &self,
+        session: &mut Session,
+        upstream: &mut HttpSession,
+        idle: Duration,
+        deadline: Instant,
+        ctx: &mut Ctx,
+    ) -> Read {
+        let now = Instant::now();
+        if now >= deadline {
+            return Read::TimedOut("total timeout");
+        }
+        if upstream.response_done() {
+            // Everything was read: the client may already be sending its next request on
+            // this connection, so stop watching it for "gone".
+            return Read::Done;
+        }
+        let wait = idle.min(deadline - now);
+        let read = tokio::select! {
+            biased;
+            r = timeout(wait, upstream.read_response_body()) => r,
+            _ = client_gone(session) => {
+                // Dropping the upstream session cancels the upstream request.
+                ctx.error = Some("client went away".into());
+                return Read::ClientGone(Error::explain(
+                    ErrorType::ConnectionClosed,
+                    "client closed the connection mid-response",
+                ));
+            }
+        };
+        ctx.upstream_wait += now.elapsed();
+        match read {
+            Err(_) => Read::TimedOut(if wait < idle {
+                "total timeout"
+            } else {
+                "idle timeout"
+            }),
+            Ok(Err(e)) => {
+                log::warn!("{}: upstream body read failed: {e}", ctx.request_id);
+                Read::Broken
+            }
+            Ok(Ok(None)) => Read::Done,
+            Ok(Ok(Some(c))) => Read::Chunk(c),
+        }
     }
 
     /// An active health check: `GET path` on the endpoint (with a key, if the upstream

@@ -384,6 +384,47 @@ fn rewritten_events_escape_json() {
     assert_eq!(out_deltas(&out).concat(), "\"引号\"\\ [REDACTED]\n\u{1}😀");
 }
 
+#[test]
+fn fast_path_parses_anthropic_text_deltas_only() {
+    let ok = |d: &str| fast_text_delta(d.as_bytes()).map(|(i, t)| (i, t.into_owned()));
+    assert_eq!(
+        ok(
+            r#"{"type":"content_block_delta","index":12,"delta":{"type":"text_delta","text":"a\n\u0031\ud83d\ude00\"b"}}"#
+        ),
+        Some((12, "a\n1😀\"b".to_string()))
+    );
+    assert_eq!(
+        ok(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}"#),
+        Some((0, String::new()))
+    );
+    for bad in [
+        r#"{"type":"content_block_delta","index":01,"delta":{"type":"text_delta","text":"a"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"},"x":1}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}} "#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\x"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"a"}}"#,
+        r#"{"type":"content_block_delta","index":-1,"delta":{"type":"text_delta","text":"a"}}"#,
+        "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\nb\"}}",
+    ] {
+        assert_eq!(ok(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn fixture_with_pii_every_split() {
+    let fx: &[u8] = include_bytes!("../../../tests/data/filter_stream_pii.sse");
+    let want = "您好，张三的身份证号是[REDACTED]，手机[REDACTED]，\n邮箱 [REDACTED]，卡号 [REDACTED]。请勿外传[FILTERED]内容。";
+    let (_, want_others) = split(&events(fx));
+    for cut in 0..=fx.len() {
+        let mut f = full();
+        let out = run(&mut f, &[&fx[..cut], &fx[cut..]]);
+        let (texts, others) = split(&events(&out));
+        assert_eq!(texts, vec![(0, want.to_string())], "cut {cut}");
+        assert_eq!(others, want_others);
+        assert_eq!(f.hits().len(), 5);
+    }
+}
+
 // ---- property tests ----
 
 const ATOMS: &[&str] = &[
@@ -622,16 +663,70 @@ proptest! {
         }
     }
 
+    /// What the `response_filter` fuzz target checks, on SSE-shaped soup and on raw
+    /// bytes: no panic, same output for any two-way split, output ends on an event
+    /// boundary, every emitted event is an input event or valid JSON.
     #[test]
-    fn prop_arbitrary_bytes_never_panic(
-        input in proptest::collection::vec(any::<u8>(), 0..1024),
+    fn prop_soup_is_chunking_invariant_and_well_formed(
+        input in prop_oneof![
+            proptest::collection::vec(proptest::sample::select(SSE_SOUP), 0..60)
+                .prop_map(|v| v.concat().into_bytes()),
+            proptest::collection::vec(any::<u8>(), 0..512),
+        ],
         cut in any::<proptest::sample::Index>(),
     ) {
         let c = cut.index(input.len() + 1);
-        let mut f = full();
-        let mut out = Vec::new();
-        f.push(&input[..c], &mut out);
-        f.push(&input[c..], &mut out);
-        f.finish(&mut out);
+        let mut f = full_custom();
+        let mut whole = Vec::new();
+        f.push(&input, &mut whole);
+        f.finish(&mut whole);
+        let mut f = full_custom();
+        let mut split = Vec::new();
+        f.push(&input[..c], &mut split);
+        prop_assert!(f.held_chars() <= f.window());
+        f.push(&input[c..], &mut split);
+        f.finish(&mut split);
+        prop_assert_eq!(&whole, &split);
+        let mut p = SseParser::with_max_event_size(usize::MAX);
+        let mut ins = Vec::new();
+        p.feed(&input, |e| ins.push((e.event.to_string(), e.data.to_vec())));
+        let mut p = SseParser::with_max_event_size(usize::MAX);
+        let mut outs = Vec::new();
+        p.feed(&whole, |e| outs.push((e.event.to_string(), e.data.to_vec())));
+        prop_assert!(!p.finish());
+        for e in &outs {
+            prop_assert!(ins.contains(e) || serde_json::from_slice::<Value>(&e.1).is_ok(), "{:?}", e);
+        }
     }
 }
+
+const SSE_SOUP: &[&str] = &[
+    "event: content_block_delta\n",
+    "event: ping\n",
+    "event: content_block_stop\n",
+    "data: ",
+    "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"",
+    "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"",
+    "data: {\"delta\":{\"text\":\"",
+    "\",\"type\":\"text_delta\"},\"index\":0,\"type\":\"content_block_delta\"}",
+    "data: {\"type\":\"content_block_stop\",\"index\":0}",
+    "data: {\"type\":\"message_stop\"}",
+    "\"}}",
+    "13812345678",
+    "1381",
+    "违禁",
+    "词",
+    "a@b.",
+    "com",
+    "\\n",
+    "\\u0031",
+    "\\ud83d\\ude00",
+    "\\\"",
+    "\n",
+    "\r\n",
+    "\r",
+    ": comment\n",
+    "x",
+    "😀",
+    "\u{ff}",
+];
