@@ -157,3 +157,63 @@ def test_rate_limit_is_rate_limit_error_with_retry_after(stack):
     assert e.value.body["error"]["type"] == "rate_limit_error"
     assert e.value.response.headers["x-sluice-reason"] == "limit.tenant.requests"
     assert 1 <= int(e.value.response.headers["retry-after"]) <= 60
+
+
+# --- content filters, through the official SDK -------------------------------------
+
+FILTER_CONFIG_EXTRA = """
+filters:
+  request:
+    redact: [cn_id_card]
+    block: {{ words: [违禁词] }}
+  response:
+    redact: [bank_card]
+"""
+
+
+@pytest.fixture(scope="module")
+def filtered():
+    from conftest import CONFIG, Stack
+
+    s = Stack(config=CONFIG + FILTER_CONFIG_EXTRA)
+    yield s
+    s.close()
+
+
+def test_id_card_reaches_the_upstream_redacted(filtered):
+    c = anthropic.Anthropic(base_url=filtered.base_url, api_key=TENANT_KEY, max_retries=0)
+    c.messages.create(
+        model="claude-sonnet-5",
+        max_tokens=32,
+        messages=[{"role": "user", "content": "身份证号11010519491231002X请核对"}],
+    )
+    seen = [r for r in filtered.mock_requests() if r["path"] == "/v1/messages"][-1]
+    assert "11010519491231002X" not in seen["body"]
+    import json as _json
+
+    assert _json.loads(seen["body"])["messages"][0]["content"] == "身份证号[REDACTED]请核对"
+
+
+def test_banned_word_is_bad_request_and_not_forwarded(filtered):
+    c = anthropic.Anthropic(base_url=filtered.base_url, api_key=TENANT_KEY, max_retries=0)
+    before = len(filtered.mock_requests())
+    with pytest.raises(anthropic.BadRequestError) as e:
+        c.messages.create(model="claude-sonnet-5", max_tokens=8, messages=[{"role": "user", "content": "有违禁词"}])
+    assert e.value.response.headers["x-sluice-reason"] == "filter.block"
+    assert len(filtered.mock_requests()) == before
+
+
+def test_streamed_card_number_arrives_masked_and_message_is_well_formed(filtered):
+    c = anthropic.Anthropic(base_url=filtered.base_url, api_key=TENANT_KEY, max_retries=0)
+    with c.messages.stream(
+        model="claude-sonnet-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "4111 1111 1111 1111 please"}],
+        extra_headers={"x-mock-chunk-bytes": "3", "x-mock-deltas": "12"},
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert "4111" not in text and "[REDACTED]" in text
+    assert final.content[0].text == text
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 0
