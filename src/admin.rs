@@ -42,13 +42,13 @@ fn error(status: u16, kind: &str, message: &str) -> Response<Vec<u8>> {
 }
 
 /// Is the request carrying the admin token? (`Err` = the answer to send.)
-pub fn check_token(cfg: &Config, authorization: Option<&[u8]>) -> Result<(), Response<Vec<u8>>> {
+pub fn check_token(cfg: &Config, authorization: Option<&[u8]>) -> Result<(), Box<Response<Vec<u8>>>> {
     let Some(token) = cfg.admin.as_ref().and_then(|a| a.token.as_ref()) else {
-        return Err(error(
+        return Err(Box::new(error(
             403,
             "permission_error",
             "admin endpoints are disabled: set admin.token in the config",
-        ));
+        )));
     };
     let presented = crate::auth::presented_key(None, authorization);
     let ok = presented.is_some_and(|p| bool::from(p.ct_eq(token.expose().as_bytes())));
@@ -64,11 +64,11 @@ pub fn check_token(cfg: &Config, authorization: Option<&[u8]>) -> Result<(), Res
                 "missing"
             }
         );
-        Err(error(
+        Err(Box::new(error(
             401,
             "authentication_error",
             "missing or wrong admin token",
-        ))
+        )))
     }
 }
 
@@ -98,7 +98,7 @@ impl ServeHttp for AdminApp {
                     .get("authorization")
                     .map(|v| v.as_bytes().to_vec());
                 if let Err(resp) = check_token(&cfg, auth.as_deref()) {
-                    return resp;
+                    return *resp;
                 }
                 let method = session.req_header().method.clone();
                 match p {
