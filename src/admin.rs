@@ -42,7 +42,10 @@ fn error(status: u16, kind: &str, message: &str) -> Response<Vec<u8>> {
 }
 
 /// Is the request carrying the admin token? (`Err` = the answer to send.)
-pub fn check_token(cfg: &Config, authorization: Option<&[u8]>) -> Result<(), Box<Response<Vec<u8>>>> {
+pub fn check_token(
+    cfg: &Config,
+    authorization: Option<&[u8]>,
+) -> Result<(), Box<Response<Vec<u8>>>> {
     let Some(token) = cfg.admin.as_ref().and_then(|a| a.token.as_ref()) else {
         return Err(Box::new(error(
             403,

@@ -21,6 +21,8 @@ pub struct Tenant {
     pub models: Vec<String>,
     /// Request/token/concurrency limits and quotas.
     pub limits: crate::limit::TenantLimits,
+    /// Override of `cache.enabled` for this tenant.
+    pub cache: Option<bool>,
 }
 
 impl Tenant {
@@ -173,6 +175,7 @@ mod tests {
             ip_allow: vec![],
             models: vec![],
             limits: Default::default(),
+            cache: None,
         }
     }
 

@@ -7,12 +7,14 @@
 pub mod admin;
 pub mod auth;
 pub mod background;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod filter;
 pub mod keygen;
 pub mod limit;
 pub mod mock;
+pub mod nginx_import;
 pub mod observe;
 pub mod peek;
 pub mod proxy;

@@ -41,10 +41,32 @@ enum Cmd {
         #[arg(long)]
         tenant: String,
     },
+    /// Translate an nginx/OpenResty front-proxy config into a starting sluice config
+    /// (YAML on stdout; everything not translated as FILE:LINE: warnings on stderr).
+    ImportNginx {
+        /// The nginx.conf to translate.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::ImportNginx { file }) = &cli.cmd {
+        return match sluice::nginx_import::import_file(file) {
+            Ok(out) => {
+                print!("{}", out.yaml);
+                let name = file.display().to_string();
+                for w in &out.warnings {
+                    eprintln!("{}", w.render(&name));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Some(Cmd::Keygen { tenant }) = &cli.cmd {
         let key = sluice::keygen::new_key();
         print!("{}", sluice::keygen::render(tenant, &key));

@@ -4,6 +4,7 @@
 //! own upstream hooks are never reached.
 
 use crate::auth::{presented_key, AuthFailure, Tenant};
+use crate::cache::{follow, Join, ResponseCache};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::limit::clientip::client_ip;
@@ -73,6 +74,14 @@ pub struct Ctx {
     pub audit_request: Option<Bytes>,
     /// With audit bodies on: the response body as sent (capped).
     pub audit_response: Option<Vec<u8>>,
+    /// `x-sluice-cache`: hit, miss or bypass.
+    pub cache_status: Option<&'static str>,
+    /// The relay should keep the JSON answer for the cache.
+    pub want_cache_body: bool,
+    /// The JSON answer as sent, for the cache.
+    pub cache_body: Option<Bytes>,
+    /// Tokens a cache hit saved.
+    pub cache_saved_tokens: u64,
 }
 
 impl Ctx {
@@ -107,6 +116,10 @@ impl Ctx {
             filter_actions: Vec::new(),
             audit_request: None,
             audit_response: None,
+            cache_status: None,
+            want_cache_body: false,
+            cache_body: None,
+            cache_saved_tokens: 0,
         }
     }
 }
@@ -119,6 +132,7 @@ pub struct Gateway {
     access_log: AccessLog,
     audit: AuditLog,
     usage: Arc<UsageBook>,
+    cache: Arc<ResponseCache>,
 }
 
 impl Gateway {
@@ -129,6 +143,7 @@ impl Gateway {
         access_log: AccessLog,
         audit: AuditLog,
         usage: Arc<UsageBook>,
+        cache: Arc<ResponseCache>,
     ) -> Self {
         Gateway {
             config,
@@ -137,6 +152,7 @@ impl Gateway {
             access_log,
             audit,
             usage,
+            cache,
         }
     }
 
@@ -276,7 +292,127 @@ impl Gateway {
             ctx.audit_response = Some(Vec::new());
         }
         let affinity = user_id.as_deref().map(affinity_hash);
-        self.relay.forward(session, ctx, up, body, affinity).await
+
+        // Response cache: serve a hit, wait for an identical request in flight, or lead.
+        let mut leader = None;
+        if let Some((key, stream_req)) = self.cache_key(session, ctx, cfg, route, &tenant, &body) {
+            if let Some(hit) = self.cache.get(&key, &cfg.cache).await {
+                return self.serve_cached(session, ctx, hit, stream_req).await;
+            }
+            ctx.cache_status = Some("miss");
+            if !stream_req {
+                match self.cache.join(&key) {
+                    Join::Leader(g) => {
+                        ctx.want_cache_body = true;
+                        leader = Some((key, g));
+                    }
+                    Join::Follower(rx) => {
+                        if let Some(hit) = follow(rx, up.timeouts.total).await {
+                            return self.serve_cached(session, ctx, hit, false).await;
+                        }
+                    }
+                }
+            }
+        }
+        let result = self.relay.forward(session, ctx, up, body, affinity).await;
+        if let Some((key, guard)) = leader {
+            let body = if result.is_ok() && ctx.upstream_status == Some(200) {
+                ctx.cache_body.take()
+            } else {
+                None
+            };
+            if let Some(b) = &body {
+                self.cache.put(&key, b.clone(), &cfg.cache).await;
+            }
+            guard.publish(body);
+        }
+        result
+    }
+
+    /// The cache key of a cacheable request (and whether it asked for a stream), or
+    /// `None`; sets `x-sluice-cache: bypass` where caching applies but is skipped.
+    fn cache_key(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        cfg: &Config,
+        route: &crate::route::Route,
+        tenant: &Tenant,
+        body: &[u8],
+    ) -> Option<(crate::cache::Key, bool)> {
+        let on = tenant.cache.or(route.cache).unwrap_or(cfg.cache.enabled);
+        let req = session.req_header();
+        if !on
+            || req.method != http::Method::POST
+            || !matches!(req.uri.path(), "/v1/messages" | "/v1/messages/count_tokens")
+        {
+            return None;
+        }
+        let no_cache = req.headers.get_all("cache-control").iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.to_ascii_lowercase().contains("no-cache")
+                    || s.to_ascii_lowercase().contains("no-store")
+            })
+        });
+        if no_cache || (ctx.stream && !cfg.cache.streams) {
+            ctx.cache_status = Some("bypass");
+            return None;
+        }
+        let key = crate::cache::key(
+            (!cfg.cache.shared).then_some(tenant.name.as_str()),
+            &route.path,
+            body,
+            req.headers.get("anthropic-version").map(|v| v.as_bytes()),
+            req.headers.get("anthropic-beta").map(|v| v.as_bytes()),
+        )?;
+        Some((key, ctx.stream))
+    }
+
+    /// Answer from the cache (as JSON, or replayed as SSE for a streaming request).
+    async fn serve_cached(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        body: Bytes,
+        stream: bool,
+    ) -> Result<(), Failure> {
+        let saved = crate::usage::usage_from_json(&body).map(|(u, m)| {
+            ctx.response_model = m;
+            u.input_tokens + u.output_tokens
+        });
+        let (body, content_type) = if stream {
+            match crate::cache::replay::message_to_sse(&body) {
+                Some(sse) => (Bytes::from(sse), "text/event-stream; charset=utf-8"),
+                None => return Err(Failure::Gateway(GatewayError::Internal)),
+            }
+        } else {
+            (body, "application/json")
+        };
+        ctx.cache_status = Some("hit");
+        ctx.cache_saved_tokens = saved.unwrap_or(0);
+        let mut resp = ResponseHeader::build(200, Some(10)).map_err(Failure::Abort)?;
+        let _ = resp.insert_header("content-type", content_type);
+        let _ = resp.insert_header("content-length", body.len().to_string());
+        let _ = resp.insert_header("x-sluice-cache", "hit");
+        let _ = resp.insert_header("x-request-id", ctx.request_id.as_str());
+        let _ = resp.insert_header("request-id", ctx.request_id.as_str());
+        let _ = resp.insert_header(
+            "server-timing",
+            crate::observe::server_timing(ctx.start.elapsed(), Duration::ZERO),
+        );
+        crate::relay::headers::add_ratelimit_headers(&mut resp, ctx);
+        ctx.status = 200;
+        ctx.bytes_out += body.len() as u64;
+        session
+            .write_response_header(Box::new(resp), false)
+            .await
+            .map_err(Failure::Abort)?;
+        ctx.first_byte_at = Some(Instant::now());
+        session
+            .write_response_body(Some(body), true)
+            .await
+            .map_err(Failure::Abort)?;
+        Ok(())
     }
 
     /// Check the tenant's limits; on admission keep a guard (settled in `logging`) and
@@ -445,6 +581,18 @@ impl Gateway {
             }
         }
         self.usage.record(tenant_l, &billed, ctx.reason);
+        if let Some(result) = ctx.cache_status {
+            m.cache_requests
+                .with_label_values(&[tenant_l, result])
+                .inc();
+            if result == "hit" {
+                m.cache_tokens_saved
+                    .with_label_values(&[tenant_l])
+                    .inc_by(ctx.cache_saved_tokens);
+                self.usage
+                    .record_cache_hit(tenant_l, ctx.cache_saved_tokens);
+            }
+        }
         if let (Some(t), Some(a)) = (tenant, &ctx.ratelimit) {
             if let (Some(q), Some((reqs, toks))) = (&t.limits.quota, a.quota_used) {
                 for (name, used, limit) in [

@@ -12,6 +12,8 @@ pub struct Route {
     pub methods: Vec<String>,
     /// Index into `Config::upstreams`.
     pub upstream: usize,
+    /// Override of `cache.enabled` for this route.
+    pub cache: Option<bool>,
 }
 
 impl Route {
@@ -78,6 +80,7 @@ mod tests {
             prefix,
             methods: methods.iter().map(|s| s.to_string()).collect(),
             upstream: 0,
+            cache: None,
         };
         RouteTable {
             routes: vec![

@@ -3,6 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::background::Housekeeping;
+use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::limit::Limiter;
 use crate::observe::access_log::AccessLog;
@@ -106,6 +107,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
     let usage = Arc::new(UsageBook::default());
     let audit = AuditLog::start(shared.load().audit.as_ref())
         .map_err(|e| format!("cannot start the audit log: {e}"))?;
+    let cache = Arc::new(ResponseCache::new(
+        shared.load().cache.max_entries,
+        shared.load().redis.clone(),
+    ));
     let gateway = Gateway::new(
         shared.clone(),
         relay,
@@ -113,6 +118,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
         access_log,
         audit,
         usage.clone(),
+        cache,
     );
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = listeners

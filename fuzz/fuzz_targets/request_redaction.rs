@@ -24,17 +24,14 @@ fuzz_target!(|data: &[u8]| {
     let valid = serde_json::from_slice::<serde_json::Value>(data).is_ok();
 
     let f = RequestFilter::new(Some(redactor()), Some(banned.clone()));
-    match f.apply(data) {
-        Ok(Some((out, hits))) => {
-            assert!(!hits.is_empty());
-            if valid {
-                assert!(
-                    serde_json::from_slice::<serde_json::Value>(&out).is_ok(),
-                    "redacted output is not valid JSON"
-                );
-            }
+    if let Ok(Some((out, hits))) = f.apply(data) {
+        assert!(!hits.is_empty());
+        if valid {
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(&out).is_ok(),
+                "redacted output is not valid JSON"
+            );
         }
-        Ok(None) | Err(_) => {}
     }
     // Redaction alone never blocks.
     let only = RequestFilter::new(Some(redactor()), None);

@@ -21,7 +21,11 @@ fn filter() -> StreamFilter {
         RuleSpec::custom("employee_id", r"EMP-\d{6}"),
     ];
     let redactor = Redactor::new(&rules, "[REDACTED]").expect("rules");
-    let words = ["违禁词".to_string(), "bad".to_string(), "ＡＢＣ".to_string()];
+    let words = [
+        "违禁词".to_string(),
+        "bad".to_string(),
+        "ＡＢＣ".to_string(),
+    ];
     let banned = BannedWords::new(&words).expect("words");
     StreamFilter::new(
         Some(Arc::new(redactor)),

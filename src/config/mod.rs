@@ -169,6 +169,7 @@ pub struct Config {
     pub access_log: LogTarget,
     pub audit: Option<AuditConf>,
     pub filters: FilterSet,
+    pub cache: crate::cache::CacheSettings,
     /// Things that are allowed but worth a warning (printed by `-t`, logged at start).
     pub warnings: Vec<String>,
 }
@@ -651,6 +652,7 @@ impl Builder {
                 prefix: r.prefix,
                 methods,
                 upstream,
+                cache: r.cache,
             });
         }
 
@@ -768,6 +770,7 @@ impl Builder {
                 ip_allow,
                 models: t.models.clone(),
                 limits,
+                cache: t.cache,
             };
             if let Err(owner) = tenants.add(tenant, &digests) {
                 self.err(
@@ -785,6 +788,29 @@ impl Builder {
 
         // filters
         let filters = self.filters(&root.key("filters"), &f.filters);
+
+        // cache
+        let c = &f.cache;
+        if c.max_entries == 0 {
+            self.err(
+                &root.key("cache").key("max_entries"),
+                "max_entries must be at least 1",
+            );
+        }
+        if c.ttl.0.is_zero() {
+            self.err(
+                &root.key("cache").key("ttl"),
+                "ttl must be greater than zero",
+            );
+        }
+        let cache = crate::cache::CacheSettings {
+            enabled: c.enabled,
+            ttl: c.ttl.0,
+            max_entries: c.max_entries.max(1),
+            max_body: c.max_body.0 as usize,
+            shared: c.shared,
+            streams: c.streams,
+        };
 
         // logging
         let lg = root.key("logging");
@@ -827,6 +853,7 @@ impl Builder {
             access_log,
             audit,
             filters,
+            cache,
             warnings: std::mem::take(&mut self.warnings),
         }
     }

@@ -20,7 +20,33 @@ pub struct File {
     pub limits: Limits,
     pub tenants: Vec<Tenant>,
     pub filters: Filters,
+    pub cache: Cache,
     pub logging: Logging,
+}
+
+/// `cache: {enabled, ttl, max_entries, max_body, shared, streams}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    pub enabled: bool,
+    pub ttl: Dur,
+    pub max_entries: usize,
+    pub max_body: Size,
+    pub shared: bool,
+    pub streams: bool,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            enabled: false,
+            ttl: Dur(std::time::Duration::from_secs(300)),
+            max_entries: 10_000,
+            max_body: Size(1 << 20),
+            shared: false,
+            streams: false,
+        }
+    }
 }
 
 /// `filters: {request, response}`.
@@ -362,6 +388,8 @@ pub struct Route {
     pub upstream: String,
     #[serde(default)]
     pub prefix: bool,
+    /// Override `cache.enabled` for this route.
+    pub cache: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,6 +486,8 @@ pub struct Tenant {
     pub models: Vec<String>,
     #[serde(default)]
     pub limits: TenantLimits,
+    /// Override `cache.enabled` (and the route's setting) for this tenant.
+    pub cache: Option<bool>,
 }
 
 /// A tenant key: its SHA-256 (hex), or for local setups the key itself from env/file.

@@ -30,9 +30,12 @@ pub struct BannedWords {
     name: Arc<str>,
 }
 
+/// A fold buffer and its shift table.
+type FoldBufs = (Vec<u8>, Vec<(usize, usize)>);
+
 thread_local! {
     /// Fold buffers reused across calls.
-    static FOLD: std::cell::RefCell<(Vec<u8>, Vec<(usize, usize)>)> =
+    static FOLD: std::cell::RefCell<FoldBufs> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 

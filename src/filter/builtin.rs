@@ -493,7 +493,7 @@ pub(crate) fn luhn(s: &[u8]) -> bool {
         sum += d;
         dbl = !dbl;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

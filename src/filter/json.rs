@@ -12,6 +12,9 @@ use memchr::{memchr, memchr2};
 
 use super::{select, BannedWords, Blocked, Cand, Filters, Hit, Redactor};
 
+/// A rewritten body and the hits that changed it.
+pub type Filtered = (Vec<u8>, Vec<Hit>);
+
 /// Keys whose string values are identifiers, not prose: never redacted, never checked
 /// for banned words. A string inside an array counts under the array's key.
 ///
@@ -497,7 +500,7 @@ impl Splicer {
         Ok(())
     }
 
-    fn finish(self, body: &[u8]) -> Option<(Vec<u8>, Vec<Hit>)> {
+    fn finish(self, body: &[u8]) -> Option<Filtered> {
         let mut out = self.out?;
         out.extend_from_slice(&body[self.copied..]);
         Some((out, self.hits))
@@ -583,7 +586,7 @@ impl RequestFilter {
     /// A body that is not valid JSON is not redacted (`Ok(None)`), but banned words
     /// are still looked for in the whole body read as text — once as it is and once
     /// with JSON escapes decoded — so a malformed body cannot smuggle a word through.
-    pub fn apply(&self, body: &[u8]) -> Result<Option<(Vec<u8>, Vec<Hit>)>, Blocked> {
+    pub fn apply(&self, body: &[u8]) -> Result<Option<Filtered>, Blocked> {
         if self.is_empty() {
             return Ok(None);
         }
@@ -675,7 +678,7 @@ pub fn filter_message_json(
     body: &[u8],
     redactor: Option<&Redactor>,
     masker: Option<(&BannedWords, &str)>,
-) -> Option<(Vec<u8>, Vec<Hit>)> {
+) -> Option<Filtered> {
     let filters = Filters { redactor, masker };
     if filters.is_empty() {
         return None;

@@ -34,7 +34,7 @@ mod stream;
 use std::sync::Arc;
 
 pub use banned::BannedWords;
-pub use json::{filter_message_json, RequestFilter, SKIP_KEYS};
+pub use json::{filter_message_json, Filtered, RequestFilter, SKIP_KEYS};
 pub use redact::{builtin_names, Redactor, RuleSpec, DEFAULT_MAX_LEN, MAX_MAX_LEN};
 pub use stream::{StreamFilter, MAX_EVENT_SIZE};
 

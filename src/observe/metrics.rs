@@ -53,6 +53,8 @@ pub struct Metrics {
     pub limiter_fallback: IntGauge,
     pub log_dropped: IntCounterVec,
     pub admin_auth_failures: IntCounter,
+    pub cache_requests: IntCounterVec,
+    pub cache_tokens_saved: IntCounterVec,
     models: Mutex<HashSet<String>>,
     biz: Mutex<HashSet<String>>,
 }
@@ -140,6 +142,8 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
         limiter_fallback: gauge(&r, "sluice_limiter_fallback_decisions", "Limit decisions made locally because Redis was unreachable"),
         log_dropped: counter(&r, "sluice_log_lines_dropped_total", "Log lines lost (writer behind, or file unwritable)", &["log"]),
         admin_auth_failures,
+        cache_requests: counter(&r, "sluice_cache_requests_total", "Cacheable requests by result: hit, miss, bypass", &["tenant", "result"]),
+        cache_tokens_saved: counter(&r, "sluice_cache_tokens_saved_total", "Tokens (input + output) cache hits did not spend upstream", &["tenant"]),
         registry: r,
         models: Mutex::new(HashSet::new()),
         biz: Mutex::new(HashSet::new()),

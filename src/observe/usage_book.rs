@@ -17,6 +17,9 @@ pub struct Counters {
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
     pub rejections: BTreeMap<String, u64>,
+    /// Answers served from the response cache, and the tokens they saved.
+    pub cache_hits: u64,
+    pub cache_tokens_saved: u64,
 }
 
 impl Counters {
@@ -86,6 +89,22 @@ impl UsageBook {
         }
         b.today.add(usage, reason);
         b.this_minute.add(usage, reason);
+    }
+
+    /// A cache hit (already counted as a request by `record`).
+    pub fn record_cache_hit(&self, tenant: &str, saved: u64) {
+        let now = now_secs();
+        let mut map = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get_mut(tenant) {
+            if b.day == now / 86_400 {
+                b.today.cache_hits += 1;
+                b.today.cache_tokens_saved += saved;
+            }
+            if b.minute == now / 60 {
+                b.this_minute.cache_hits += 1;
+                b.this_minute.cache_tokens_saved += saved;
+            }
+        }
     }
 
     /// The latest quota ratio seen for a tenant (`quota` = "requests" | "tokens").

@@ -158,6 +158,9 @@ pub fn client_response(
         let _ = resp.insert_header("transfer-encoding", "chunked");
     }
     add_ratelimit_headers(&mut resp, ctx);
+    if let Some(c) = ctx.cache_status {
+        let _ = resp.insert_header("x-sluice-cache", c);
+    }
     let sluice = ctx.start.elapsed().saturating_sub(upstream_ttfb);
     let _ = resp.insert_header("server-timing", server_timing(sluice, upstream_ttfb));
     Ok(resp)

@@ -366,6 +366,9 @@ impl Relay {
                 }
                 resp.remove_header("transfer-encoding");
                 let _ = resp.insert_header("content-length", body.len().to_string());
+                if ctx.want_cache_body {
+                    ctx.cache_body = Some(Bytes::from(body.clone()));
+                }
                 ctx.bytes_out += body.len() as u64;
                 if let Some(cap) = ctx.audit_response.as_mut() {
                     cap.extend_from_slice(
@@ -501,6 +504,9 @@ impl Relay {
             }
         } else if collect_json && !json_parts.is_empty() {
             let body = concat(json_parts, json_len);
+            if ctx.want_cache_body && upstream.response_done() {
+                ctx.cache_body = Some(body.clone());
+            }
             if let Some((u, model)) = usage_from_json(&body) {
                 ctx.usage = u;
                 ctx.response_model = model;

@@ -217,3 +217,29 @@ def test_streamed_card_number_arrives_masked_and_message_is_well_formed(filtered
     assert final.content[0].text == text
     assert final.stop_reason == "end_turn"
     assert final.usage.output_tokens > 0
+
+
+# --- response cache: a cached answer replayed as a stream ---------------------------
+
+
+@pytest.fixture(scope="module")
+def cached():
+    from conftest import CONFIG, Stack
+
+    s = Stack(config=CONFIG + "cache: {{ enabled: true, ttl: 5m, streams: true }}\n")
+    yield s
+    s.close()
+
+
+def test_cached_answer_replays_as_a_stream_the_sdk_accepts(cached):
+    c = anthropic.Anthropic(base_url=cached.base_url, api_key=TENANT_KEY, max_retries=0)
+    args = dict(model="claude-sonnet-5", max_tokens=64, messages=[{"role": "user", "content": "cache me"}])
+    original = c.messages.with_raw_response.create(**args)
+    assert original.headers["x-sluice-cache"] == "miss"
+    original = original.parse()
+    with c.messages.stream(**args) as stream:
+        replayed = stream.get_final_message()
+        assert stream.response.headers["x-sluice-cache"] == "hit"
+    assert replayed.model_dump() == original.model_dump()
+    calls = [r for r in cached.mock_requests() if r["path"] == "/v1/messages"]
+    assert len(calls) == 1
