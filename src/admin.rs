@@ -1,12 +1,16 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (config loaded and an upstream
 //! endpoint usable), `/metrics` (Prometheus text), and `/admin/*` behind the admin token
 //! (`Authorization: Bearer …`): `/admin/usage`, `POST /admin/reload`, `/admin/reloads`.
+//! `GET /` is the status page (see `status`): `POST /admin/login` trades the token for a
+//! session cookie, accepted instead of the token on `/admin/*`; `/admin/status` is its
+//! data as JSON.
 
 use crate::config::Config;
 use crate::limit::Limiter;
 use crate::observe::metrics::METRICS;
 use crate::observe::usage_book::UsageBook;
 use crate::reload::Reloader;
+use crate::status::StatusBook;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::Response;
@@ -21,6 +25,7 @@ pub struct AdminApp {
     pub limiter: Arc<Limiter>,
     pub usage: Arc<UsageBook>,
     pub reloader: Arc<Reloader>,
+    pub status: Arc<StatusBook>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -41,10 +46,13 @@ fn error(status: u16, kind: &str, message: &str) -> Response<Vec<u8>> {
     json(status, crate::error::error_json(kind, message, ""))
 }
 
-/// Is the request carrying the admin token? (`Err` = the answer to send.)
+/// Is the request carrying the admin token, or a live status-page session cookie
+/// (`cookies`: its `Cookie` header values)? (`Err` = the answer to send.)
 pub fn check_token(
     cfg: &Config,
     authorization: Option<&[u8]>,
+    cookies: &[&[u8]],
+    status: &StatusBook,
 ) -> Result<(), Box<Response<Vec<u8>>>> {
     let Some(token) = cfg.admin.as_ref().and_then(|a| a.token.as_ref()) else {
         return Err(Box::new(error(
@@ -55,7 +63,12 @@ pub fn check_token(
     };
     let presented = crate::auth::presented_key(None, authorization);
     let ok = presented.is_some_and(|p| bool::from(p.ct_eq(token.expose().as_bytes())));
-    if ok {
+    let session = if ok {
+        None
+    } else {
+        status.session_ok(cookies.iter().copied(), token.expose())
+    };
+    if ok || session == Some(true) {
         Ok(())
     } else {
         METRICS.admin_auth_failures.inc();
@@ -63,6 +76,8 @@ pub fn check_token(
             "admin request refused: {} admin token",
             if presented.is_some() {
                 "wrong"
+            } else if session.is_some() {
+                "expired or unknown session and no"
             } else {
                 "missing"
             }
@@ -81,6 +96,12 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_string();
         let cfg = self.config.load_full();
         match path.as_str() {
+            "/" | "/status.css" | "/status.js" => self
+                .status
+                .asset(&cfg, session.req_header(), &path)
+                .unwrap_or_else(|| error(404, "not_found_error", "unknown admin endpoint")),
+            "/admin/login" => self.status.login(&cfg, session).await,
+            "/admin/logout" => self.status.logout(session),
             "/healthz" => json(200, r#"{"status":"ok"}"#.into()),
             "/readyz" => {
                 if cfg.upstreams.iter().any(|u| u.any_usable()) {
@@ -100,7 +121,15 @@ impl ServeHttp for AdminApp {
                     .headers
                     .get("authorization")
                     .map(|v| v.as_bytes().to_vec());
-                if let Err(resp) = check_token(&cfg, auth.as_deref()) {
+                let cookies: Vec<Vec<u8>> = session
+                    .req_header()
+                    .headers
+                    .get_all("cookie")
+                    .iter()
+                    .map(|v| v.as_bytes().to_vec())
+                    .collect();
+                let cookies: Vec<&[u8]> = cookies.iter().map(Vec::as_slice).collect();
+                if let Err(resp) = check_token(&cfg, auth.as_deref(), &cookies, &self.status) {
                     return *resp;
                 }
                 let method = session.req_header().method.clone();
@@ -122,6 +151,12 @@ impl ServeHttp for AdminApp {
                     "/admin/reloads" => json(
                         200,
                         serde_json::to_string(&self.reloader.history()).unwrap_or_default(),
+                    ),
+                    "/admin/status" => json(
+                        200,
+                        self.status
+                            .status(&cfg, &self.limiter, &self.usage, &self.reloader.history())
+                            .to_string(),
                     ),
                     "/admin/usage" => {
                         let body = serde_json::json!({ "tenants": self.usage.snapshot() });

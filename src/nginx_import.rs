@@ -1090,6 +1090,11 @@ impl Tr {
                     self.warn(line, "error_log to syslog/memory not translated: sluice logs to stderr or a file (server.error_log)");
                 } else {
                     self.error_log = Some(a0.to_string());
+                    if let Some(dir) = Path::new(a0).parent().filter(|d| !d.as_os_str().is_empty()) {
+                        if !dir.is_dir() {
+                            self.warn(line, format!("error_log → server.error_log, but {} does not exist on this machine: create it or change the path", dir.display()));
+                        }
+                    }
                     if d.args.len() > 1 {
                         self.info(line, "error_log level not translated: set RUST_LOG (default info)");
                     }
@@ -2438,7 +2443,7 @@ mod tests {
             parse("# top\nname \"a b\" 'c;d' e\\ f \"q\\\"x\"; # trailing\nnext ${x}y;\n").unwrap();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].name, "name");
-        assert_eq!(d[0].args, ["a b", "c;d", "e f", "q\"x"]);
+        assert_eq!(d[0].args, ["a b", "c;d", "e\\ f", "q\"x"]);
         assert_eq!(d[0].line, 2);
         assert_eq!(d[1].args, ["${x}y"]);
         assert_eq!(d[1].line, 3);

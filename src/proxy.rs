@@ -133,9 +133,11 @@ pub struct Gateway {
     audit: AuditLog,
     usage: Arc<UsageBook>,
     cache: Arc<ResponseCache>,
+    status: Arc<crate::status::StatusBook>,
 }
 
 impl Gateway {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<ArcSwap<Config>>,
         relay: Arc<Relay>,
@@ -144,6 +146,7 @@ impl Gateway {
         audit: AuditLog,
         usage: Arc<UsageBook>,
         cache: Arc<ResponseCache>,
+        status: Arc<crate::status::StatusBook>,
     ) -> Self {
         Gateway {
             config,
@@ -153,6 +156,7 @@ impl Gateway {
             audit,
             usage,
             cache,
+            status,
         }
     }
 
@@ -607,6 +611,19 @@ impl Gateway {
                 }
             }
         }
+        self.status.record(&crate::status::RequestSummary {
+            request_id: &ctx.request_id,
+            tenant: tenant_l,
+            status: code.parse().unwrap_or(0),
+            reason: ctx.reason,
+            upstream: ctx.upstream.as_deref(),
+            upstream_status: ctx.upstream_status,
+            error: ctx.error.as_deref(),
+            duration: total,
+            ttfb: ctx.first_byte_at.map(|fb| fb - ctx.start),
+            overhead: total.saturating_sub(ctx.upstream_wait),
+            tokens: billed.input_tokens + billed.cache_creation_input_tokens + billed.output_tokens,
+        });
     }
 }
 

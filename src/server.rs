@@ -111,6 +111,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
         shared.load().cache.max_entries,
         shared.load().redis.clone(),
     ));
+    let status = Arc::new(crate::status::StatusBook::new());
     let gateway = Gateway::new(
         shared.clone(),
         relay,
@@ -119,6 +120,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
         audit,
         usage.clone(),
         cache,
+        status.clone(),
     );
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = listeners
@@ -152,6 +154,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
                 limiter,
                 usage,
                 reloader,
+                status,
             }),
         );
         svc.add_tcp(&a.addr.to_string());
