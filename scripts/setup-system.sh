@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the system packages sluice needs, only those missing. Debian/Ubuntu.
 #   scripts/setup-system.sh build   # what building needs (cmake for zlib-ng, OpenSSL headers)
-#   scripts/setup-system.sh test    # + what the tests need (python venv for the SDK tests)
+#   scripts/setup-system.sh test    # + what the tests need (python venv for the SDK tests,
+#                                   #   headless chromium for the status page test)
 set -euo pipefail
 want=(cmake pkg-config libssl-dev gcc g++ make curl ca-certificates)
 if [ "${1:-build}" = test ]; then
-  want+=(python3 python3-venv python3-pip openssl redis-server nginx-light)
+  want+=(python3 python3-venv python3-pip openssl redis-server nginx-light chromium)
 fi
 missing=()
 for p in "${want[@]}"; do

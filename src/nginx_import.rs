@@ -528,13 +528,13 @@ pub fn nginx_rate(s: &str) -> Option<String> {
 
 /// A duration in sluice's syntax.
 fn fmt_dur(ms: u64) -> String {
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;
-    if s >= 3600 && s % 3600 == 0 {
+    if s >= 3600 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s >= 600 && s % 60 == 0 {
+    } else if s >= 600 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -543,11 +543,11 @@ fn fmt_dur(ms: u64) -> String {
 
 /// A size in sluice's syntax.
 fn fmt_size(b: u64) -> String {
-    if b >= 1 << 30 && b % (1 << 30) == 0 {
+    if b >= 1 << 30 && b.is_multiple_of(1 << 30) {
         format!("{}GiB", b >> 30)
-    } else if b >= 1 << 20 && b % (1 << 20) == 0 {
+    } else if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
         format!("{}MiB", b >> 20)
-    } else if b >= 1 << 10 && b % (1 << 10) == 0 {
+    } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
         format!("{}KiB", b >> 10)
     } else {
         b.to_string()
@@ -592,6 +592,9 @@ fn looks_like_date(s: &str) -> bool {
 // ---------------------------------------------------------------------------------
 // Translation state
 // ---------------------------------------------------------------------------------
+
+/// Endpoint URLs, each with its `backup` flag.
+type Endpoints = Vec<(String, bool)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctx {
@@ -685,6 +688,8 @@ struct Tr {
     used_sets: Vec<String>,
     /// Variables defined by `map` blocks.
     map_vars: BTreeMap<String, usize>,
+    /// Variables a `map` derives from the client's key.
+    key_vars: Vec<String>,
     connect_timeout: Option<Setting<u64>>,
     read_timeout: Option<Setting<u64>>,
     max_body: Option<Setting<u64>>,
@@ -887,7 +892,7 @@ impl Tr {
                 };
                 self.walk(children, c, active);
             }
-            "server" if ctx == Ctx::Http => {
+            "server" if matches!(ctx, Ctx::Http | Ctx::Main) => {
                 let proxies = server_proxies(children);
                 let idx = self.servers.len();
                 self.servers.push(ServerInfo {
@@ -929,12 +934,15 @@ impl Tr {
                 }
                 self.walk(children, Ctx::Location(idx), active && proxies);
             }
-            "upstream" if ctx == Ctx::Http => self.upstream_block(d, children),
+            "upstream" if matches!(ctx, Ctx::Http | Ctx::Main) => self.upstream_block(d, children),
             "map" => {
                 if let Some(var) = d.args.get(1) {
                     self.map_vars.insert(var.clone(), d.line);
                 }
                 let hint = if d.args.first().is_some_and(|a| mentions_client_key(a)) {
+                    if let Some(var) = d.args.get(1) {
+                        self.key_vars.push(var.clone());
+                    }
                     self.tenant_hint_line.get_or_insert(d.line);
                     " — a map over the client's key is a key check: use tenants[].keys (hashed, made with `sluice keygen`)"
                 } else {
@@ -950,7 +958,9 @@ impl Tr {
             }
             "if" => {
                 let cond = d.args.join(" ");
-                let hint = if mentions_client_key(&cond) {
+                let hint = if mentions_client_key(&cond)
+                    || self.key_vars.iter().any(|v| cond.contains(v.as_str()))
+                {
                     self.tenant_hint_line.get_or_insert(d.line);
                     " — a key check: use tenants[].keys (hashed, made with `sluice keygen`)"
                 } else if cond.contains("$request_method") {
@@ -1175,7 +1185,7 @@ impl Tr {
                 Some(b) => self.setting(|t| &mut t.max_body, b, line, &d.name),
                 None => self.warn(line, "client_max_body_size: invalid size, not translated"),
             },
-            "keepalive_timeout" if matches!(ctx, Ctx::Http | Ctx::Server(_)) => {
+            "keepalive_timeout" if matches!(ctx, Ctx::Main | Ctx::Http | Ctx::Server(_)) => {
                 match nginx_time_ms(a0) {
                     Some(0) => self.warn(line, "keepalive_timeout 0 (no keep-alive) not translated: sluice keeps client connections alive"),
                     Some(ms) => {
@@ -1187,7 +1197,7 @@ impl Tr {
                     None => self.not_translated(d),
                 }
             }
-            "keepalive_requests" if matches!(ctx, Ctx::Http | Ctx::Server(_)) => {
+            "keepalive_requests" if matches!(ctx, Ctx::Main | Ctx::Http | Ctx::Server(_)) => {
                 match a0.parse::<u64>() {
                     Ok(n) if n > 0 => self.setting(|t| &mut t.keepalive_requests, n, line, &d.name),
                     _ => self.not_translated(d),
@@ -1535,7 +1545,7 @@ impl Tr {
             self.warn(
                 line,
                 format!(
-                    "{name}: body redaction with ngx.re.gsub → filters.{dir}.redact (built-ins cn_id_card, bank_card, cn_mobile, email); {recognised}. Not emitted (filters may not be enabled in this build) — add: {snippet}"
+                    "{name}: body redaction with ngx.re.gsub → filters.{dir}.redact (built-ins cn_id_card, bank_card, cn_mobile, email); {recognised}. Not emitted (redaction changes what the upstream sees: turn it on deliberately, and filters may be missing from older builds) — add: {snippet}"
                 ),
             );
             said = true;
@@ -1634,11 +1644,26 @@ impl Tr {
         let mut out: Vec<String> = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         let servers = std::mem::take(&mut self.servers);
+        let all_addrs: Vec<String> = servers
+            .iter()
+            .filter(|s| s.proxies)
+            .flat_map(|s| s.listens.iter().map(|l| l.addr.clone()))
+            .collect();
         for s in &servers {
             if !s.proxies {
                 continue;
             }
             let mut listens = s.listens.clone();
+            if !listens.iter().any(|l| l.ssl) {
+                for (f, l) in [&s.cert, &s.key].into_iter().flatten() {
+                    self.warn(
+                        *l,
+                        format!(
+                            "{f}: no `listen … ssl` in this server, so the certificate is not used"
+                        ),
+                    );
+                }
+            }
             if listens.is_empty() {
                 self.info(
                     s.line,
@@ -1653,6 +1678,13 @@ impl Tr {
                 });
             }
             for l in listens {
+                if let Some(port) = l.addr.strip_prefix("[::]:") {
+                    let v4 = format!("0.0.0.0:{port}");
+                    if all_addrs.contains(&v4) {
+                        self.warn(l.line, format!("[::]:{port} not translated next to {v4}: sluice's [::] socket is dual-stack and would collide — to serve IPv6 clients too, change {v4} to \"[::]:{port}\""));
+                        continue;
+                    }
+                }
                 if seen.contains(&l.addr) {
                     self.warn(l.line, format!("{} is already a listener (from another server block): sluice serves one configuration on it", l.addr));
                     continue;
@@ -1716,7 +1748,7 @@ impl Tr {
         authority: &str,
         base: &str,
         line: usize,
-    ) -> Option<(Vec<(String, bool)>, Option<String>)> {
+    ) -> Option<(Endpoints, Option<String>)> {
         let default_port = if scheme == "https" { ":443" } else { ":80" };
         let url = |host: &str| {
             let h = host.strip_suffix(default_port).unwrap_or(host);
@@ -1897,13 +1929,19 @@ impl Tr {
         if let Some(b) = uri.strip_suffix(p) {
             return b.trim_end_matches('/').to_string();
         }
+        // Clients will call the gateway root (the SDKs add /v1/…), so nginx's
+        // `P + rest → U + rest` becomes `/rest → base + /rest`; a URI ending in /v1 is
+        // covered by the routes' own /v1.
+        let base = uri.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base).to_string();
         self.warn(
             line,
             format!(
-                "location {p} rewrites the path to {uri} (proxy_pass with a URI): sluice sends the endpoint's base path followed by the request path unchanged — endpoint base path set to {uri}, so clients call /v1/… directly (drop {p} from their base URL)"
+                "location {p} rewrites the path to {uri} (proxy_pass with a URI): sluice forwards the request path unchanged after the endpoint's base path ({}) — clients must drop {p} from their base URL and use the gateway root",
+                if base.is_empty() { "none" } else { &base }
             ),
         );
-        uri.trim_end_matches('/').to_string()
+        base
     }
 
     /// Keys, auth, version, headers, timeouts and TLS shared by every upstream.
@@ -2128,24 +2166,26 @@ impl Tr {
     }
 
     fn routes_yaml(&mut self, y: &mut String, per_loc: &[(String, usize)]) {
-        type R = (String, Vec<&'static str>, bool, String);
+        /// path, methods, prefix, upstream, nginx line.
+        type R = (String, Vec<&'static str>, bool, String, usize);
         fn push(
             routes: &mut Vec<R>,
             path: &str,
             methods: Vec<&'static str>,
             prefix: bool,
             up: &str,
+            line: usize,
         ) {
             if !routes
                 .iter()
                 .any(|r| r.0 == path && r.2 == prefix && r.3 == up)
             {
-                routes.push((path.to_string(), methods, prefix, up.to_string()));
+                routes.push((path.to_string(), methods, prefix, up.to_string(), line));
             }
         }
-        fn standard(routes: &mut Vec<R>, up: &str) {
+        fn standard(routes: &mut Vec<R>, up: &str, line: usize) {
             for (path, m, prefix) in STANDARD_ROUTES {
-                push(routes, path, vec![m], prefix, up);
+                push(routes, path, vec![m], prefix, up, line);
             }
         }
         let mut routes: Vec<R> = Vec::new();
@@ -2167,10 +2207,10 @@ impl Tr {
                         .find(|r| r.0 == p)
                         .map(|r| vec![r.1])
                         .unwrap_or_default();
-                    push(&mut routes, p, m, false, up);
+                    push(&mut routes, p, m, false, up, loc.line);
                 }
                 "~" | "~*" => {
-                    standard(&mut routes, up);
+                    standard(&mut routes, up, loc.line);
                     warns.push((loc.line, format!("regex location {p} translated as the three standard routes (POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models…): check them against the regex — sluice is an allowlist, other paths get 404")));
                 }
                 _ => {
@@ -2181,17 +2221,17 @@ impl Tr {
                         .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
                         .is_some_and(|uri| !uri.ends_with(p));
                     if matches!(p, "/" | "/v1" | "/v1/") || rewritten {
-                        standard(&mut routes, up);
+                        standard(&mut routes, up, loc.line);
                         warns.push((loc.line, format!("location {p} translated as the three standard routes (POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models and below): sluice is an allowlist — other paths (e.g. /v1/messages/batches, /v1/files) get 404 unless you add routes")));
                     } else if let Some(r) = STANDARD_ROUTES
                         .iter()
                         .find(|r| r.0 == p.trim_end_matches('/') && r.2)
                     {
-                        push(&mut routes, r.0, vec![r.1], true, up);
+                        push(&mut routes, r.0, vec![r.1], true, up, loc.line);
                     } else {
                         let path = p.trim_end_matches('/');
                         let path = if path.is_empty() { "/" } else { path };
-                        push(&mut routes, path, Vec::new(), true, up);
+                        push(&mut routes, path, Vec::new(), true, up, loc.line);
                     }
                 }
             }
@@ -2200,10 +2240,23 @@ impl Tr {
             self.warn(l, m);
         }
         if routes.is_empty() {
-            standard(&mut routes, "anthropic");
+            standard(&mut routes, "anthropic", 0);
         }
         y.push_str("routes:\n");
-        for (path, methods, prefix, up) in routes {
+        let mut emitted: Vec<(String, bool, String)> = Vec::new();
+        for (path, methods, prefix, up, line) in routes {
+            if let Some(other) = emitted
+                .iter()
+                .find(|e| e.0 == path && e.1 == prefix && e.2 != up)
+            {
+                let other = other.2.clone();
+                self.warn(
+                    line,
+                    format!("route {path} already goes to upstream {other} (sluice routes by path, first match wins): not emitted for upstream {up}"),
+                );
+                continue;
+            }
+            emitted.push((path.clone(), prefix, up.clone()));
             let mut e = format!("  - {{ path: {}", q(&path));
             if !methods.is_empty() {
                 let _ = write!(e, ", methods: [{}]", methods.join(", "));
@@ -2333,6 +2386,19 @@ impl Tr {
                     format!("limit_conn {zone}: no limit_conn_zone of that name, not translated"),
                 ),
             }
+        }
+        let used: Vec<String> = self.limit_conns.iter().map(|c| c.0.clone()).collect();
+        let unused: Vec<usize> = self
+            .conn_zones
+            .iter()
+            .filter(|(n, _)| !used.contains(n))
+            .map(|(_, z)| z.1)
+            .collect();
+        for l in unused {
+            self.warn(
+                l,
+                "limit_conn_zone is not used by any limit_conn: not translated",
+            );
         }
         if let Some(c) = conc {
             lines.push(format!("  concurrency: {}", c.min(u32::MAX as u64)));
@@ -2597,6 +2663,54 @@ mod tests {
         );
         assert_eq!(f.routes.len(), 3);
         assert!(has(&i, "rewrites the path"));
+        let i = tr("http { server { listen 8080; location /claude/ { proxy_pass https://relay.example.com/anthropic/v1/; } } }");
+        let f = schema_ok(&i.yaml);
+        assert_eq!(
+            f.upstreams["anthropic"].endpoints[0].url,
+            "https://relay.example.com/anthropic"
+        );
+    }
+
+    #[test]
+    fn same_routes_for_two_upstreams_are_not_emitted_twice() {
+        let i = tr("http { server { listen 8080; location / { proxy_pass https://api.anthropic.com; } location /backup/ { proxy_pass https://relay.example.com/; } } }");
+        let f = schema_ok(&i.yaml);
+        assert_eq!(f.routes.len(), 3);
+        assert!(f.routes.iter().all(|r| r.upstream == "anthropic"));
+        assert_eq!(f.upstreams.len(), 2);
+        assert!(has(&i, "already goes to upstream anthropic"));
+    }
+
+    #[test]
+    fn conf_d_snippet_without_http_block() {
+        let i = tr("upstream c { server api.anthropic.com:443; }\nlimit_req_zone $binary_remote_addr zone=ip:1m rate=5r/s;\nserver { listen 8080; location / { limit_req zone=ip; proxy_pass https://c; } }\n");
+        let f = schema_ok(&i.yaml);
+        assert_eq!(f.listeners[0].addr, "0.0.0.0:8080");
+        assert_eq!(
+            f.upstreams["anthropic"].endpoints[0].url,
+            "https://api.anthropic.com"
+        );
+        assert_eq!(f.limits.client_ip.as_ref().unwrap().rate.count, 5);
+    }
+
+    #[test]
+    fn dual_stack_listen_keeps_the_ipv4_socket() {
+        let i = tr("http { server { listen 80; listen [::]:80; listen [::1]:9000; location / { proxy_pass https://api.anthropic.com; } } }");
+        let f = schema_ok(&i.yaml);
+        let addrs: Vec<&str> = f.listeners.iter().map(|l| l.addr.as_str()).collect();
+        assert_eq!(addrs, ["0.0.0.0:80", "[::1]:9000"]);
+        assert!(has(&i, "dual-stack"));
+    }
+
+    #[test]
+    fn if_on_a_key_map_is_a_key_check() {
+        let i = tr("http { map $http_x_api_key $ok { default 0; \"k-SECRET\" 1; } server { listen 80; if ($ok = 0) { return 401; } location / { proxy_pass https://api.anthropic.com; } } }");
+        assert!(i
+            .warnings
+            .iter()
+            .any(|w| w.message.starts_with("not translated: if block")
+                && w.message.contains("tenants[].keys")));
+        assert!(!format!("{:?}", i.warnings).contains("SECRET"));
     }
 
     #[test]

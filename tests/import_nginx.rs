@@ -140,6 +140,27 @@ fn translated_seed_passes_sluice_t() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+
+    // The redaction snippet the warning suggests is exact: appended, it still passes.
+    let snippet = err
+        .lines()
+        .find(|l| l.contains("filters.request.redact"))
+        .and_then(|l| l.split(" — add: ").nth(1))
+        .expect("a redaction warning with a snippet");
+    std::fs::write(&conf, format!("{yaml}{snippet}\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["-t", "-c"])
+        .arg(&conf)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-only")
+        .env("SLUICE_TENANT_KEY", "sk-sluice-test-only")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "with {snippet}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -49,7 +49,8 @@ impl Seen {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.text().await.unwrap();
-        self.transcript.push_str(&format!("{status}\n{headers:?}\n{body}\n"));
+        self.transcript
+            .push_str(&format!("{status}\n{headers:?}\n{body}\n"));
         (status, headers, body)
     }
 }
@@ -84,18 +85,46 @@ async fn status_page_login_status_numbers_and_logout() {
 
     // ---- traffic: 5 successes (one streamed), a 401, a 429, an upstream 529 ----
     for i in 0..3 {
-        assert_eq!(message(&gw, TENANT_KEY, &format!("st-ok-{i}"), &[], false).await, 200);
+        assert_eq!(
+            message(&gw, TENANT_KEY, &format!("st-ok-{i}"), &[], false).await,
+            200
+        );
     }
     assert_eq!(message(&gw, TENANT_KEY, "st-stream", &[], true).await, 200);
-    assert_eq!(message(&gw, "sk-sluice-not-a-key", "st-401", &[], false).await, 401);
-    assert_eq!(message(&gw, OTHER_TENANT_KEY, "st-b-ok", &[], false).await, 200);
-    assert_eq!(message(&gw, OTHER_TENANT_KEY, "st-429", &[], false).await, 429);
     assert_eq!(
-        message(&gw, TENANT_KEY, "st-529", &[("x-mock-status", "529")], false).await,
+        message(&gw, "sk-sluice-not-a-key", "st-401", &[], false).await,
+        401
+    );
+    assert_eq!(
+        message(&gw, OTHER_TENANT_KEY, "st-b-ok", &[], false).await,
+        200
+    );
+    assert_eq!(
+        message(&gw, OTHER_TENANT_KEY, "st-429", &[], false).await,
+        429
+    );
+    assert_eq!(
+        message(
+            &gw,
+            TENANT_KEY,
+            "st-529",
+            &[("x-mock-status", "529")],
+            false
+        )
+        .await,
         529
     );
     // the access log is written after the answer: wait until all 8 are there
-    for id in ["st-ok-0", "st-ok-1", "st-ok-2", "st-stream", "st-401", "st-b-ok", "st-429", "st-529"] {
+    for id in [
+        "st-ok-0",
+        "st-ok-1",
+        "st-ok-2",
+        "st-stream",
+        "st-401",
+        "st-b-ok",
+        "st-429",
+        "st-529",
+    ] {
         gw.access_line(id);
     }
     // tokens team-a really used, as counted against limits (input + cache writes + output)
@@ -103,7 +132,7 @@ async fn status_page_login_status_numbers_and_logout() {
         .access_lines()
         .iter()
         .filter(|l| l["tenant"] == "team-a")
-        .filter_map(|l| l.get("usage"))
+        .filter_map(|l| l.get("usage").filter(|u| !u.is_null()))
         .map(|u| {
             u["input_tokens"].as_u64().unwrap()
                 + u["output_tokens"].as_u64().unwrap()
@@ -114,28 +143,49 @@ async fn status_page_login_status_numbers_and_logout() {
 
     let c = client();
     // ---- no token, no cookie: 401 and no data ----
-    let (st, _, body) = seen.take(c.get(gw.admin_url("/admin/status")).send().await.unwrap()).await;
+    let (st, _, body) = seen
+        .take(c.get(gw.admin_url("/admin/status")).send().await.unwrap())
+        .await;
     assert_eq!(st, 401);
-    assert!(!body.contains("team-a") && !body.contains("tenants"), "{body}");
+    assert!(
+        !body.contains("team-a") && !body.contains("tenants"),
+        "{body}"
+    );
     // a made-up cookie does not help
     let fake = format!("sluice_admin={}", "ab".repeat(32));
     let (st, _, _) = seen
-        .take(c.get(gw.admin_url("/admin/status")).header("cookie", &fake).send().await.unwrap())
+        .take(
+            c.get(gw.admin_url("/admin/status"))
+                .header("cookie", &fake)
+                .send()
+                .await
+                .unwrap(),
+        )
         .await;
     assert_eq!(st, 401);
 
     // ---- the page: embedded, no external asset, signed out ----
-    let (st, h, page) = seen.take(c.get(gw.admin_url("/")).send().await.unwrap()).await;
+    let (st, h, page) = seen
+        .take(c.get(gw.admin_url("/")).send().await.unwrap())
+        .await;
     assert_eq!(st, 200);
     assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(h["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
     assert!(page.contains("data-signed-in=\"no\"") && page.contains("/status.js"));
     assert!(!page.contains("team-a"), "the page itself carries no data");
     for asset in ["/status.js", "/status.css"] {
-        let (st, _, text) = seen.take(c.get(gw.admin_url(asset)).send().await.unwrap()).await;
+        let (st, _, text) = seen
+            .take(c.get(gw.admin_url(asset)).send().await.unwrap())
+            .await;
         assert_eq!(st, 200, "{asset}");
         let text = text.replace("http://www.w3.org/2000/svg", "");
-        assert!(!text.contains("http://") && !text.contains("https://"), "{asset}");
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{asset}"
+        );
     }
 
     // ---- wrong token: 401, no cookie; form and JSON ----
@@ -163,7 +213,9 @@ async fn status_page_login_status_numbers_and_logout() {
         .await;
     assert_eq!(st, 401);
     assert!(h.get("set-cookie").is_none());
-    let (st, _, _) = seen.take(c.get(gw.admin_url("/admin/login")).send().await.unwrap()).await;
+    let (st, _, _) = seen
+        .take(c.get(gw.admin_url("/admin/login")).send().await.unwrap())
+        .await;
     assert_eq!(st, 405, "login is POST only");
 
     // ---- right token: HttpOnly, SameSite=Strict session cookie, not the token ----
@@ -190,16 +242,31 @@ async fn status_page_login_status_numbers_and_logout() {
 
     // the page now knows it is signed in
     let (_, _, page) = seen
-        .take(c.get(gw.admin_url("/")).header("cookie", &cookie).send().await.unwrap())
+        .take(
+            c.get(gw.admin_url("/"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap(),
+        )
         .await;
     assert!(page.contains("data-signed-in=\"yes\""));
 
     // ---- /admin/status with the cookie: the numbers of the traffic above ----
     let (st, h, body) = seen
-        .take(c.get(gw.admin_url("/admin/status")).header("cookie", &cookie).send().await.unwrap())
+        .take(
+            c.get(gw.admin_url("/admin/status"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap(),
+        )
         .await;
     assert_eq!(st, 200, "{body}");
-    assert!(h["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let s: Value = serde_json::from_str(&body).unwrap();
 
     let o = &s["overview"];
@@ -225,7 +292,12 @@ async fn status_page_login_status_numbers_and_logout() {
     assert_eq!(o["active_streams"], 0);
     let series = &s["series"];
     assert_eq!(series["requests"].as_array().unwrap().len(), 90);
-    let in_series: u64 = series["requests"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    let in_series: u64 = series["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(in_series, 8);
     assert_eq!(s["history"]["slot_secs"], 10);
     assert_eq!(s["history"]["slots"], 90);
@@ -247,23 +319,34 @@ async fn status_page_login_status_numbers_and_logout() {
     assert_eq!(a["quota"]["daily_requests"], 100);
     assert_eq!(a["quota"]["daily_tokens"], 100000);
     assert_eq!(a["quota"]["requests_used"], 0.05);
-    assert_eq!(a["concurrency"], serde_json::json!({ "active": 0, "limit": 4 }));
+    assert_eq!(
+        a["concurrency"],
+        serde_json::json!({ "active": 0, "limit": 4 })
+    );
     assert_eq!(a["rejections"], serde_json::json!({}));
     let b = tenant("team-b");
     assert_eq!(b["requests_today"], 2);
-    assert_eq!(b["rejections"], serde_json::json!({ "limit.tenant.requests": 1 }));
+    assert_eq!(
+        b["rejections"],
+        serde_json::json!({ "limit.tenant.requests": 1 })
+    );
     assert_eq!(b["concurrency"]["limit"], Value::Null);
     let anon = tenant("");
     assert_eq!(anon["configured"], false);
     assert_eq!(anon["requests_today"], 1);
-    assert_eq!(anon["rejections"], serde_json::json!({ "auth.invalid_key": 1 }));
+    assert_eq!(
+        anon["rejections"],
+        serde_json::json!({ "auth.invalid_key": 1 })
+    );
 
     let up = &s["upstreams"][0];
     assert_eq!(up["name"], "main");
-    assert_eq!(up["tries"], 6, "{up}");
+    // per try: 5 successes, and the 529 tried 3 times (default retry: 3 attempts on 529)
+    assert_eq!(up["tries"], 8, "{up}");
+    assert_eq!(up["retries"], 2, "{up}");
     assert_eq!(
         up["errors"],
-        serde_json::json!({ "4xx": 0, "5xx": 1, "connect": 0, "timeout": 0 })
+        serde_json::json!({ "4xx": 0, "5xx": 3, "connect": 0, "timeout": 0 })
     );
     assert_eq!(up["endpoints"][0]["url"], url.as_str());
     assert_eq!(up["endpoints"][0]["circuit"], "closed");
@@ -313,45 +396,88 @@ async fn status_page_login_status_numbers_and_logout() {
     let text = std::fs::read_to_string(&gw.config_path).unwrap();
     std::fs::write(&gw.config_path, text.replace("routes:", "routez:")).unwrap();
     let (st, _, _) = seen
-        .take(c.post(gw.admin_url("/admin/reload")).header("cookie", &cookie).send().await.unwrap())
+        .take(
+            c.post(gw.admin_url("/admin/reload"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap(),
+        )
         .await;
     assert_eq!(st, 422);
     std::fs::write(&gw.config_path, &text).unwrap();
     let (_, _, body) = seen
-        .take(c.get(gw.admin_url("/admin/status")).header("cookie", &cookie).send().await.unwrap())
+        .take(
+            c.get(gw.admin_url("/admin/status"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap(),
+        )
         .await;
     let s3: Value = serde_json::from_str(&body).unwrap();
     let reloads = s3["config"]["reloads"].as_array().unwrap();
     assert_eq!(reloads.len(), 1);
     assert_eq!(reloads[0]["result"], "error");
     assert!(
-        reloads[0]["errors"][0].as_str().unwrap().contains("sluice.yaml:"),
+        reloads[0]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("sluice.yaml:"),
         "{reloads:?}"
     );
 
     // ---- auth failures counted: no-token status, fake cookie, two wrong logins ----
-    let metrics = c.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = c
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.lines().any(|l| l == "sluice_admin_auth_failures_total 4"),
+        metrics
+            .lines()
+            .any(|l| l == "sluice_admin_auth_failures_total 4"),
         "{}",
-        metrics.lines().filter(|l| l.contains("auth_failures")).collect::<Vec<_>>().join("\n")
+        metrics
+            .lines()
+            .filter(|l| l.contains("auth_failures"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // ---- sign out: the cookie is dead ----
     let (st, h, _) = seen
-        .take(c.post(gw.admin_url("/admin/logout")).header("cookie", &cookie).send().await.unwrap())
+        .take(
+            c.post(gw.admin_url("/admin/logout"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap(),
+        )
         .await;
     assert_eq!(st, 200);
     assert!(h["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     let (st, _, body) = seen
-        .take(c.get(gw.admin_url("/admin/status")).header("cookie", &cookie).send().await.unwrap())
+        .take(
+            c.get(gw.admin_url("/admin/status"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap(),
+        )
         .await;
     assert_eq!(st, 401);
     assert!(!body.contains("tenants"));
 
     // ---- the token is in no response and no log line ----
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!seen.transcript.contains(TOKEN), "token in an admin response");
+    assert!(
+        !seen.transcript.contains(TOKEN),
+        "token in an admin response"
+    );
     let logs = gw.logs();
     assert!(!logs.contains(TOKEN), "token in the logs");
     assert!(logs.contains("admin login refused: wrong token"), "{logs}");
@@ -373,5 +499,12 @@ async fn status_page_without_admin_token_is_disabled() {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.headers().get("set-cookie").is_none());
-    assert_eq!(c.get(gw.admin_url("/admin/status")).send().await.unwrap().status(), 403);
+    assert_eq!(
+        c.get(gw.admin_url("/admin/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 }

@@ -468,8 +468,7 @@ impl History {
             };
             out.requests.push(s.requests);
             out.rps.push(round2(s.requests as f64 / secs as f64));
-            out.success_rate
-                .push(rate(s.ok as u64, s.requests as u64));
+            out.success_rate.push(rate(s.ok as u64, s.requests as u64));
             out.latency_p50_ms.push(s.duration.quantile_ms(0.5));
             out.latency_p99_ms.push(s.duration.quantile_ms(0.99));
             out.ttfb_p50_ms.push(s.ttfb.quantile_ms(0.5));
@@ -489,7 +488,9 @@ impl History {
         };
         ring.iter()
             .filter(|t| t.id != 0 && t.id + (TENANT_SLOTS as u64) > cur && t.id <= cur)
-            .fold((0, 0), |(tok, req), t| (tok + t.tokens, req + t.requests as u64))
+            .fold((0, 0), |(tok, req), t| {
+                (tok + t.tokens, req + t.requests as u64)
+            })
     }
 
     /// Tenants that have a ring (sorted).
@@ -528,7 +529,19 @@ mod tests {
     #[test]
     fn buckets_are_monotonic_and_cover_the_range() {
         let mut last = 0;
-        for us in [0u64, 5, 10, 11, 14, 15, 20, 100, 1_000, 1_000_000, 3_600_000_000] {
+        for us in [
+            0u64,
+            5,
+            10,
+            11,
+            14,
+            15,
+            20,
+            100,
+            1_000,
+            1_000_000,
+            3_600_000_000,
+        ] {
             let b = bucket_of(us);
             assert!(b >= last, "{us}");
             assert!(us as f64 <= bound_us(b) || b == BUCKETS - 1, "{us} in {b}");
@@ -611,6 +624,18 @@ mod tests {
             h.record(&r, t0, 0, None);
         }
         assert_eq!(h.tenants().len(), MAX_TENANTS);
+    }
+
+    #[test]
+    fn memory_bound_is_fixed() {
+        // the figure stated in docs/status-page.md
+        assert!(
+            std::mem::size_of::<Slot>() <= 820,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+        assert!(std::mem::size_of::<Slot>() * SLOTS <= 72 * 1024);
+        assert_eq!(History::default().slots.len(), SLOTS);
     }
 
     #[test]

@@ -289,7 +289,9 @@ fn tenants(
         let u = by_name.remove(name);
         let today = u.as_ref().map(|u| &u.today);
         let requests = today.map_or(0, |t| t.requests);
-        let tokens = today.map_or(0, |t| t.input_tokens + t.cache_write_tokens + t.output_tokens);
+        let tokens = today.map_or(0, |t| {
+            t.input_tokens + t.cache_write_tokens + t.output_tokens
+        });
         let ratio = |k: &str| u.as_ref().and_then(|u| u.quota_used.get(k).copied());
         let quota = limits.and_then(|l| l.quota.as_ref());
         let (tok_min, req_min) = minutes.get(name).copied().unwrap_or((0, 0));

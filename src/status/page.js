@@ -50,12 +50,15 @@
   }
 
   // ---- sparklines: inline SVG ----
-  function spark(seriesList) {
+  // seriesList: [{values, color}]; max: fixed top of the scale (default: the data's max)
+  function spark(seriesList, fixedMax) {
     var n = seriesList[0].values.length;
-    var max = 0;
-    seriesList.forEach(function (s) {
-      s.values.forEach(function (v) { if (v != null && v > max) max = v; });
-    });
+    var max = fixedMax || 0;
+    if (!fixedMax) {
+      seriesList.forEach(function (s) {
+        s.values.forEach(function (v) { if (v != null && v > max) max = v; });
+      });
+    }
     if (max <= 0) max = 1;
     var w = 100, h = 30;
     var svg = document.createElementNS(SVG_NS, "svg");
@@ -69,13 +72,16 @@
     base.setAttribute("vector-effect", "non-scaling-stroke");
     svg.appendChild(base);
     seriesList.forEach(function (s) {
-      var d = "", pen = false;
+      var d = "", run = 0;
+      function x(i) { return n > 1 ? (i / (n - 1)) * w : w; }
       s.values.forEach(function (v, i) {
-        if (v == null) { pen = false; return; }
-        var x = n > 1 ? (i / (n - 1)) * w : w;
-        var y = h - (v / max) * (h - 2) - 1;
-        d += (pen ? "L" : "M") + x.toFixed(2) + " " + y.toFixed(2) + " ";
-        pen = true;
+        var next = i + 1 < n ? s.values[i + 1] : null;
+        if (v == null) { run = 0; return; }
+        var y = h - (Math.min(v, max) / max) * (h - 2) - 1;
+        d += (run ? "L" : "M") + x(i).toFixed(2) + " " + y.toFixed(2) + " ";
+        // a lone point (no neighbour with data) gets a short tick so it shows
+        if (!run && next == null) d += "L" + Math.max(0, x(i) - 1.2).toFixed(2) + " " + y.toFixed(2) + " ";
+        run++;
       });
       if (!d) return;
       var path = document.createElementNS(SVG_NS, "path");
@@ -84,6 +90,7 @@
       path.setAttribute("stroke", s.color);
       path.setAttribute("stroke-width", "1.6");
       path.setAttribute("stroke-linejoin", "round");
+      path.setAttribute("stroke-linecap", "round");
       path.setAttribute("vector-effect", "non-scaling-stroke");
       svg.appendChild(path);
     });
@@ -118,7 +125,7 @@
     var cards = [
       card("Requests/s", [val("rps", fmtRate(m.rps))], spark([{ values: s.rps, color: a }])),
       card("Success rate", [val("success_rate", fmtPct(m.success_rate))],
-        spark([{ values: s.success_rate, color: a }])),
+        spark([{ values: s.success_rate, color: a }], 1)),
       pair("latency", m.latency_ms, s.latency_p50_ms, s.latency_p99_ms, "Latency p50 / p99"),
       pair("ttfb", m.ttfb_ms, s.ttfb_p50_ms, s.ttfb_p99_ms, "Time to first byte p50 / p99"),
       pair("overhead", m.overhead_ms, s.overhead_p50_ms, s.overhead_p99_ms, "Gateway overhead p50 / p99"),
@@ -196,8 +203,8 @@
         return el("span", null, [document.createTextNode(label + " "), el("b", { "data-k": k + key, text: fmtInt(n) })]);
       }
       var eps = el("table", { cls: "grid small" }, [
-        el("thead", null, [el("tr", null, ["Endpoint", "Circuit", "Health", "Tries", "Errors"].map(function (h) {
-          return el("th", { text: h });
+        el("thead", null, [el("tr", null, ["Endpoint", "Circuit", "Health", "Tries", "Errors"].map(function (h, i) {
+          return el("th", { text: h, cls: i >= 3 ? "num" : "" });
         }))]),
         el("tbody", null, u.endpoints.map(function (ep) {
           var t = ep.tries;
@@ -212,8 +219,8 @@
         })),
       ]);
       var keys = el("table", { cls: "grid small" }, [
-        el("thead", null, [el("tr", null, ["Key", "State", "Cooldown left"].map(function (h) {
-          return el("th", { text: h });
+        el("thead", null, [el("tr", null, ["Key", "State", "Cooldown left"].map(function (h, i) {
+          return el("th", { text: h, cls: i === 2 ? "num" : "" });
         }))]),
         el("tbody", null, u.keys.length ? u.keys.map(function (key) {
           var cls = key.state === "available" ? "ok" : key.state === "refused" ? "bad" : "warn";

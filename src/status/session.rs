@@ -114,10 +114,7 @@ where
         for part in s.split(';') {
             if let Some((k, v)) = part.trim().split_once('=') {
                 let v = v.trim().trim_matches('"');
-                if k.trim() == COOKIE
-                    && v.len() == 64
-                    && v.bytes().all(|b| b.is_ascii_hexdigit())
-                {
+                if k.trim() == COOKIE && v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Some(v.to_string());
                 }
             }
@@ -173,7 +170,10 @@ mod tests {
         let h = format!("theme=dark; {COOKIE}={id}; x=y");
         assert_eq!(session_id([h.as_bytes()]), Some(id.clone()));
         assert_eq!(session_id([b"sluice_admin=short".as_slice()]), None);
-        assert_eq!(session_id([b"a=b".as_slice(), h.as_bytes()]), Some(id.clone()));
+        assert_eq!(
+            session_id([b"a=b".as_slice(), h.as_bytes()]),
+            Some(id.clone())
+        );
         let c = set_cookie(&id);
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/"));
         assert!(clear_cookie().contains("Max-Age=0"));

@@ -1319,6 +1319,21 @@ mod tests {
         assert_eq!(JwtFailure::NoTenantClaim.reason(), "auth.jwt.claim");
     }
 
+    #[test]
+    #[ignore]
+    fn tmp_timing() {
+        let t_hs = hs_token(claims());
+        let t_rs = token(json!({"alg": "RS256"}), claims(), &rs_key(RSA1_PRIV), Algorithm::RS256);
+        let t_es = token(json!({"alg": "ES256"}), claims(), &es_key(), Algorithm::ES256);
+        let es = issuer("es", "ES256", JwtKeySource::EcPem(EC1_PUB.to_vec()));
+        for (name, iss, t) in [("HS256", hs_issuer(), t_hs), ("RS256", rs_issuer(), t_rs), ("ES256", es, t_es)] {
+            let is = [iss];
+            let start = std::time::Instant::now();
+            for _ in 0..2000 { assert!(verify(&is, &t, NOW).is_ok()); }
+            eprintln!("TIMING {name}: {:?}/verify", start.elapsed() / 2000);
+        }
+    }
+
     mod prop {
         use super::*;
         use proptest::prelude::*;

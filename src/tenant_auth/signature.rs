@@ -548,10 +548,15 @@ mod tests {
         // ...where the signature itself is still fresh; one second later it is stale,
         // and the memory has let the key go.
         assert_eq!(v(&h, "POST", PATH, BODY, T + 301), Err(SigFailure::Stale));
-        assert!(mem.check_and_insert(&key, expires, T + 301));
         assert_eq!(mem.len(), 1);
-        mem.purge(T + 302);
-        assert!(mem.is_empty(), "expired key evicted");
+        assert!(mem.check_and_insert(&key, expires, T + 301));
+        assert!(mem.is_empty(), "expired key evicted, not re-remembered");
+        // `purge` evicts across shards without an insert.
+        assert!(mem.check_and_insert("other", T + 900, T + 301));
+        mem.purge(T + 900);
+        assert_eq!(mem.len(), 1);
+        mem.purge(T + 901);
+        assert!(mem.is_empty());
     }
 
     #[test]
