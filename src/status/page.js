@@ -9,6 +9,7 @@
   var timer = null;
   var polling = false;
   var last = null;
+  var pollStarted = 0;
 
   function $(id) { return document.getElementById(id); }
   function show(el, on) { el.hidden = !on; }
@@ -151,19 +152,16 @@
     );
   }
 
+  // a count for today, with a bar against the daily quota (the limiter's share used)
   function quotaCell(key, used, limit, ratio) {
-    var text = fmtInt(used) + (limit ? " / " + limit : "");
-    var nodes = [el("span", { "data-k": key, text: fmtInt(used) })];
-    if (limit) nodes.push(el("span", { cls: "hint", text: " / " + limit }));
-    var td = el("td", { cls: "barcell", title: text }, nodes);
+    var td = el("td", { cls: "barcell" }, [el("span", { "data-k": key, text: fmtInt(used) })]);
     if (limit) {
-      var r = ratio != null ? ratio : used / limit;
-      var pct = Math.max(0, Math.min(1, r)) * 100;
+      var r = ratio != null ? ratio : 0;
       var fill = el("div");
-      fill.style.width = pct.toFixed(1) + "%";
-      var bar = el("div", { cls: "bar" + (r >= 1 ? " full" : r >= 0.8 ? " warn" : "") }, [fill]);
-      bar.title = (r * 100).toFixed(1) + "% of the daily quota";
-      td.appendChild(bar);
+      fill.style.width = (Math.max(0, Math.min(1, r)) * 100).toFixed(1) + "%";
+      td.appendChild(el("div", { cls: "bar" + (r >= 1 ? " full" : r >= 0.8 ? " warn" : "") }, [fill]));
+      td.appendChild(el("div", { cls: "quota", "data-k": key + ".quota",
+        text: (r * 100).toFixed(1) + "% of " + limit }));
     }
     return td;
   }
@@ -337,12 +335,15 @@
     if (timer) { clearTimeout(timer); timer = null; }
   }
 
+  // the next poll POLL_MS after the start of the previous one (never more than 2 s apart
+  // unless a request itself takes longer)
   function schedule() {
-    if (polling) timer = setTimeout(poll, POLL_MS);
+    if (polling) timer = setTimeout(poll, Math.max(200, POLL_MS - (Date.now() - pollStarted)));
   }
 
   function poll() {
     timer = null;
+    pollStarted = Date.now();
     fetch("/admin/status", { credentials: "same-origin", cache: "no-store" })
       .then(function (r) {
         if (r.status === 401) { banner(false); showLogin(last ? "session ended: sign in again" : ""); return; }

@@ -77,7 +77,10 @@ def main():
     ap.add_argument("--seconds", type=float, default=150)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "img", "status.png"))
     args = ap.parse_args()
-    stack = Stack(config=CONFIG, extra_env={"STATUS_ADMIN_TOKEN": ADMIN_TOKEN})
+    config = CONFIG.replace("daily_requests: 100,", "daily_requests: 20000,").replace(
+        "daily_tokens: 50000", "daily_tokens: 60000"
+    )
+    stack = Stack(config=config, extra_env={"STATUS_ADMIN_TOKEN": ADMIN_TOKEN})
     stop = threading.Event()
     try:
         workers = [threading.Thread(target=traffic, args=(stack, args.seconds, stop)) for _ in range(3)]
@@ -101,7 +104,7 @@ def main():
             try:
                 with c.messages.stream(
                     model="claude-sonnet-5", max_tokens=64, messages=[{"role": "user", "content": "slow"}],
-                    extra_headers={"x-mock-event-delay-ms": "800"},
+                    extra_headers={"x-mock-event-delay-ms": "3000"},
                 ) as s:
                     s.get_final_message()
             except anthropic.APIError:

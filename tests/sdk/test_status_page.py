@@ -146,6 +146,11 @@ def expected_view(st):
         p = f"tenant.{t['name']}."
         want[p + "requests_today"] = (f_int(t["requests_today"]), t["requests_today"])
         want[p + "tokens_today"] = (f_int(t["tokens_today"]), t["tokens_today"])
+        for kind in ("requests", "tokens"):
+            limit = t["quota"][f"daily_{kind}"]
+            if limit:
+                r = t["quota"][f"{kind}_used"] or 0
+                want[p + f"{kind}_today.quota"] = (f"{r * 100:.1f}% of {limit}", None)
         want[p + "tokens_per_min"] = (f_int(t["tokens_per_min"]), t["tokens_per_min"])
         c = t["concurrency"]
         conc = f_int(c["active"]) + ("" if c["limit"] is None else f" / {c['limit']}")
@@ -283,6 +288,7 @@ def test_status_page_in_a_browser(stack, browser):
     assert page["values"]["15m.requests"] == "8"
     assert page["values"]["tenant.sdk.requests_today"] == "5"
     assert page["values"]["tenant.sdk.concurrency"] == "0 / 4"
+    assert page["values"]["tenant.sdk.requests_today.quota"] == "5.0% of 100"
     assert page["values"]["upstream.main.errors.5xx"] == "1"
     assert page["values"]["upstream.main.key.main-key.state"] == "cooling"
     # sparklines are drawn (inline SVG, one path per series with data)
