@@ -344,8 +344,12 @@
   function poll() {
     timer = null;
     pollStarted = Date.now();
-    fetch("/admin/status", { credentials: "same-origin", cache: "no-store" })
+    // a gateway that accepts but does not answer counts as unreachable too
+    var ctl = new AbortController();
+    var guard = setTimeout(function () { ctl.abort(); }, 5000);
+    fetch("/admin/status", { credentials: "same-origin", cache: "no-store", signal: ctl.signal })
       .then(function (r) {
+        clearTimeout(guard);
         if (r.status === 401) { banner(false); showLogin(last ? "session ended: sign in again" : ""); return; }
         if (r.status === 403) {
           stopPolling(); banner(false); show($("login"), false);
@@ -358,11 +362,12 @@
         return r.json().then(function (st) {
           banner(false);
           showDash();
-          render(st);
+          try { render(st); } catch (e) { if (window.console) console.error(e); }
           schedule();
         });
       })
       .catch(function () {
+        clearTimeout(guard);
         banner(true);
         schedule();
       });
@@ -394,6 +399,8 @@
       } else if (r.status === 401) {
         input.select();
         showLogin("wrong token");
+      } else if (r.status === 403) {
+        showLogin("admin endpoints are disabled: set admin.token in the config");
       } else {
         showLogin("sign-in failed (" + r.status + ")");
       }
