@@ -47,7 +47,7 @@ def main():
         if len(f) < 10:
             continue
         key = (f[0], f[1])
-        r = rows.setdefault(key, {"rps": [], "p50": [], "p99": [], "p999": [], "bad": 0, "err": 0, "cpu": []})
+        r = rows.setdefault(key, {"rps": [], "p50": [], "p99": [], "p999": [], "bad": 0, "err": 0, "cpu": [], "mcpu": []})
         r["rps"].append(num(f[3]))
         r["p50"].append(num(f[4]))
         r["p99"].append(num(f[5]))
@@ -55,6 +55,7 @@ def main():
         r["bad"] += int(f[7] or 0)
         r["err"] += int(f[8] or 0)
         r["cpu"].append(num(f[9]))
+        r["mcpu"].append(num(f[10]) if len(f) > 10 else None)
     med = {k: {m: (median(v) if isinstance(v, list) else v) for m, v in r.items()} for k, r in rows.items()}
 
     md = []
@@ -71,15 +72,20 @@ def main():
     warn = []
     thru = [s for s in ("1", "2", "3") if (s, "sluice") in med and (s, "nginx") in med]
     if thru:
-        md.append("| scenario | sluice req/s | nginx req/s | sluice/nginx | sluice p50 / p99 | nginx p50 / p99 | CPU µs/req sluice / nginx |")
-        md.append("|---|---:|---:|---:|---:|---:|---:|")
+        md.append("| scenario | sluice req/s | nginx req/s | sluice/nginx | sluice p50 / p99 | nginx p50 / p99 | proxy CPU µs/req (cores busy) sluice / nginx | mock CPU µs/req in sluice / nginx runs |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for s in thru:
             a, b = med[(s, "sluice")], med[(s, "nginx")]
             ratio = a["rps"] / b["rps"] if a["rps"] and b["rps"] else None
-            cpu = f"{a['cpu']:.1f} / {b['cpu']:.1f}" if a["cpu"] is not None and b["cpu"] is not None else "–"
+            def cpu_cell(r):
+                if r["cpu"] is None:
+                    return "–"
+                return f"{r['cpu']:.1f} ({r['cpu'] * r['rps'] / 1e6:.2f})"
+            cpu = f"{cpu_cell(a)} / {cpu_cell(b)}"
+            mcpu = (f"{a['mcpu']:.1f} / {b['mcpu']:.1f}" if a["mcpu"] is not None and b["mcpu"] is not None else "–")
             md.append(
                 f"| {NAMES[s]} | {a['rps']:,.0f} | {b['rps']:,.0f} | {ratio:.2f} | "
-                f"{ms(a['p50'])} / {ms(a['p99'])} | {ms(b['p50'])} / {ms(b['p99'])} | {cpu} |"
+                f"{ms(a['p50'])} / {ms(a['p99'])} | {ms(b['p50'])} / {ms(b['p99'])} | {cpu} | {mcpu} |"
             )
             for p, r in (("sluice", a), ("nginx", b)):
                 if r["bad"] or r["err"]:

@@ -31,7 +31,9 @@
 # Knobs: LOAD_DURATION (s, default 10), LOAD_WARMUP (s, default 2), LOAD_CONNS (default
 # 50), LOAD_RUNS (default 1), LOAD_RATE (default 2000), LOAD_SCENARIOS, LOAD_PIN,
 # LOAD_KEEP=1 (keep the temp dir), LOAD_NO_BUILD=1 (skip cargo build),
-# LOAD_RESULTS (default benches/load/results.md).
+# LOAD_RESULTS (default benches/load/results.md), LOAD_PROFILE="1" (or "1 2": also profile
+# sluice and nginx in those scenarios with perf + strace into benches/load/profile.md;
+# LOAD_PROFILE_SECS, default 5).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -64,6 +66,10 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 command -v taskset >/dev/null || need+=(util-linux)
+if [ -n "${LOAD_PROFILE:-}" ]; then
+  command -v perf >/dev/null || need+=(linux-perf)
+  command -v strace >/dev/null || need+=(strace)
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   $SUDO apt-get update -qq
@@ -82,17 +88,17 @@ if [ "${LOAD_NO_BUILD:-0}" != 1 ]; then
   log "cargo build --release --bins"
   cargo build --release --bins >&2
 fi
-SLUICE="$ROOT/target/release/sluice"
-MOCK="$ROOT/target/release/mock-upstream"
-[ -x "$SLUICE" ] && [ -x "$MOCK" ] || die "release binaries missing"
+[ -x target/release/sluice ] && [ -x target/release/mock-upstream ] || die "release binaries missing"
 
 # ---------------------------------------------------------------- set-up
 WORK="$(mktemp -d /tmp/sluice-load.XXXXXX)"
-PIDS=()
+PIDS=()          # every process started here (nginx: the master)
+NGINX_WORKERS=() # nginx workers, killed too in case a master died without them
 cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${NGINX_WORKERS[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ "${LOAD_KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -107,6 +113,13 @@ if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
 else
   PLACEMENT="unpinned"
 fi
+
+# Run private copies of the binaries: others may rebuild target/ while this runs, and
+# perf needs the exact file that is running.
+mkdir -p "$WORK/bin"
+cp target/release/sluice target/release/mock-upstream "$WORK/bin/"
+SLUICE="$WORK/bin/sluice"
+MOCK="$WORK/bin/mock-upstream"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -307,9 +320,23 @@ start_nginx() {
   PIDS+=("$NG_PID")
 }
 
+# nginx_worker MASTER_PID: the (single) worker's pid, once it exists.
+nginx_worker() {
+  local w=""
+  for _ in $(seq 50); do
+    w="$(ps -o pid= --ppid "$1" 2>/dev/null | head -1 | tr -d ' ')"
+    [ -n "$w" ] && break
+    sleep 0.1
+  done
+  echo "$w"
+}
+
 stop_pid() {
+  local kids
+  kids="$(ps -o pid= --ppid "$1" 2>/dev/null || true)"
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
+  for k in $kids; do kill "$k" 2>/dev/null || true; done
 }
 
 # ready NAME PORT PID BODYFILE: wait until a request answers 200 with the upstream key
@@ -360,13 +387,15 @@ NON2XX_TOTAL=0
 
 # measure SCENARIO PROXY PORT PID BODYFILE ROUND: warm-up + wrk; one TSV line.
 measure() {
-  local s=$1 proxy=$2 port=$3 pid=$4 body=$5 round=$6 out t0 t1
+  local s=$1 proxy=$2 port=$3 pid=$4 body=$5 round=$6 out t0 t1 m0 m1
   LOAD_BODY_FILE="$body" "${LOAD_PIN_CMD[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" \
     -s "$HERE/post.lua" "http://127.0.0.1:$port" >/dev/null
   t0="$(cpu_ticks "$pid")"
+  m0="$(cpu_ticks "$MOCK_PID")"
   out="$(LOAD_BODY_FILE="$body" "${LOAD_PIN_CMD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
     --timeout 5s -s "$HERE/post.lua" "http://127.0.0.1:$port")"
   t1="$(cpu_ticks "$pid")"
+  m1="$(cpu_ticks "$MOCK_PID")"
   local line
   line="$(grep '^RESULT' <<<"$out")" || die "wrk printed no RESULT for $proxy/$s: $out"
   local requests=0 duration_us=1 non2xx=0 sockerr=0 p50_us=0 p99_us=0 p999_us=0 kv
@@ -381,12 +410,13 @@ measure() {
       p999_us) p999_us="${kv#*=}" ;;
     esac
   done
-  local rps cpu
+  local rps cpu mcpu
   rps="$(python3 -c "print(f'{$requests / ($duration_us / 1e6):.0f}')")"
   cpu="$(python3 -c "print(f'{($t1 - $t0) / $TICK * 1e6 / max($requests, 1):.1f}')")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$proxy" "$round" "$rps" "$p50_us" \
-    "$p99_us" "$p999_us" "$non2xx" "$sockerr" "$cpu" >>"$RAW"
-  log "scenario $s $proxy round $round: $rps req/s, p50 ${p50_us}µs, p99 ${p99_us}µs, non-2xx $non2xx, socket errors $sockerr, CPU ${cpu}µs/req"
+  mcpu="$(python3 -c "print(f'{($m1 - $m0) / $TICK * 1e6 / max($requests, 1):.1f}')")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$proxy" "$round" "$rps" "$p50_us" \
+    "$p99_us" "$p999_us" "$non2xx" "$sockerr" "$cpu" "$mcpu" >>"$RAW"
+  log "scenario $s $proxy round $round: $rps req/s, p50 ${p50_us}µs, p99 ${p99_us}µs, non-2xx $non2xx, socket errors $sockerr, CPU ${cpu}µs/req (mock ${mcpu}µs/req)"
   if [ "$non2xx" != 0 ]; then NON2XX_TOTAL=$((NON2XX_TOTAL + non2xx)); fi
 }
 
@@ -407,9 +437,52 @@ bad = sum(v for k, v in codes.items() if not k.startswith("2"))
 errs = sum(v for k, v in d.get("errorDistribution", {}).items() if k != "aborted due to deadline")
 us = lambda v: round(v * 1e6) if v is not None else 0
 print("4", sys.argv[2], sys.argv[3], round(d["summary"]["requestsPerSec"]), us(p["p50"]), us(p["p99"]),
-      us(p["p99.9"]), bad, errs, "", sep="\t")
+      us(p["p99.9"]), bad, errs, "", "", sep="\t")
 PY
   log "scenario 4 $label round $round: $(tail -1 "$RAW" | cut -f4-9 | tr '\t' ' ')"
+}
+
+# profile_pass SCENARIO BODYFILE: perf (DWARF call graphs) of sluice and of the nginx
+# worker under the same wrk load, and syscalls per request (strace -f -c) of both.
+PROFILE_MD="$HERE/profile.md"
+PROFILE_SECS="${LOAD_PROFILE_SECS:-5}"
+profile_pass() {
+  local s=$1 body=$2 pdir="$WORK/profile-$1" proxy pid port wpid spid reqs
+  mkdir -p "$pdir"
+  local sections=() specs=()
+  for proxy in sluice nginx; do
+    if [ "$proxy" = sluice ]; then pid=$SL_PID; port=$SL_PORT; else pid=$NG_WORKER; port=$NG_PORT; fi
+    log "profiling $proxy (scenario $s): perf record ${PROFILE_SECS}s"
+    LOAD_BODY_FILE="$body" "${LOAD_PIN_CMD[@]}" wrk -t1 -c"$CONNS" -d"$((PROFILE_SECS + 3))s" \
+      -s "$HERE/post.lua" "http://127.0.0.1:$port" >"$pdir/wrk-perf-$proxy.out" &
+    wpid=$!
+    sleep 1.5
+    perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$pid" -o "$pdir/$proxy.data" \
+      -- sleep "$PROFILE_SECS" >/dev/null 2>&1 || die "perf record failed"
+    wait "$wpid"
+    perf script -i "$pdir/$proxy.data" -F tid,ip,sym >"$pdir/$proxy.txt" 2>/dev/null
+    reqs="$(sed -n 's/^RESULT requests=\([0-9]*\) duration_us=\([0-9]*\).*/\1 \2/p' "$pdir/wrk-perf-$proxy.out" |
+      awk -v secs="$PROFILE_SECS" '{printf "about %d", $1 / ($2 / 1e6) * secs}')"
+    sections+=("$(python3 "$HERE/profile.py" "$pdir/$proxy.txt" "$proxy, scenario $s" "$reqs")")
+    log "profiling $proxy (scenario $s): strace -f -c over a 3s wrk run"
+    strace -f -c -o "$pdir/strace-$proxy.txt" -p "$pid" 2>/dev/null &
+    spid=$!
+    sleep 0.5
+    reqs="$(LOAD_BODY_FILE="$body" "${LOAD_PIN_CMD[@]}" wrk -t1 -c"$CONNS" -d3s -s "$HERE/post.lua" \
+      "http://127.0.0.1:$port" | sed -n 's/^RESULT requests=\([0-9]*\) .*/\1/p')"
+    sleep 0.2
+    kill -INT "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+    specs+=("$proxy=$pdir/strace-$proxy.txt:$reqs")
+  done
+  {
+    echo "## Scenario $s ($(date -u +%Y-%m-%dT%H:%MZ))"
+    echo
+    echo "Syscalls per request (strace -f -c: sluice all threads, nginx the worker):"
+    echo
+    python3 "$HERE/profile.py" --strace "${specs[@]}"
+    printf '%s\n\n' "${sections[@]}"
+  } >>"$WORK/profile.md.tmp"
 }
 
 # ---------------------------------------------------------------- scenarios
@@ -422,6 +495,8 @@ for s in 1 2 3; do
   start_nginx "$cfg"
   ready "sluice (scenario $s)" "$SL_PORT" "$SL_PID" "$body"
   ready "nginx (scenario $s)" "$NG_PORT" "$NG_PID" "$body"
+  NG_WORKER="$(nginx_worker "$NG_PID")"
+  NGINX_WORKERS+=("$NG_WORKER")
   if [ "$s" = 2 ]; then
     [ "$SLUICE_FILTERS" = 1 ] && check_redacted sluice "$SL_PORT"
     check_redacted nginx "$NG_PORT"
@@ -436,6 +511,7 @@ for s in 1 2 3; do
       fi
     done
   done
+  case " ${LOAD_PROFILE:-} " in *" $s "*) profile_pass "$s" "$body" ;; esac
   if [ "$s" = 2 ]; then
     [ -s "$WORK/sluice-access-2.log" ] || die "sluice wrote no access log in scenario 2"
     [ -s "$WORK/nginx-2/access.log" ] || die "nginx wrote no access log in scenario 2"
@@ -449,6 +525,7 @@ if wants 4; then
   start_nginx 2
   ready "sluice (scenario 4)" "$SL_PORT" "$SL_PID" "$BODY_FILE"
   ready "nginx (scenario 4)" "$NG_PORT" "$NG_PID" "$BODY_FILE"
+  NGINX_WORKERS+=("$(nginx_worker "$NG_PID")")
   MOCK_PORT="${MOCK_ADDR##*:}"
   for round in $(seq "$RUNS"); do
     oha_measure direct "$MOCK_PORT" "$round"
@@ -463,6 +540,20 @@ if wants 4; then
 fi
 
 # ---------------------------------------------------------------- report
+if [ -s "$WORK/profile.md.tmp" ]; then
+  {
+    echo "# sluice profile under load (benches/load/run.sh, LOAD_PROFILE=\"${LOAD_PROFILE}\")"
+    echo
+    echo "perf record -e cpu-clock -F 999 --call-graph dwarf (hardware counters are unavailable"
+    echo "here) on the proxy process while wrk -t1 -c$CONNS drives it; $PLACEMENT."
+    echo "Shares are of the proxy's own samples; the loopback delivery of every byte it sends"
+    echo "(the peer's TCP receive path and wake-up) is charged to the sender."
+    echo
+    cat "$WORK/profile.md.tmp"
+  } >"$PROFILE_MD"
+  rm -f "$WORK/profile.md.tmp"
+  log "profile written to $PROFILE_MD"
+fi
 CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 COMMAND="benches/load/run.sh"
 [ "$RUNS" = 1 ] || COMMAND="LOAD_RUNS=$RUNS $COMMAND"

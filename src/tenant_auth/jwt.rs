@@ -32,6 +32,13 @@
 //! claims wins. When none does, the most specific failure is reported: a claim failure
 //! of an issuer whose signature matched, else `signature`, else `alg`.
 //!
+//! Signature checks are the expensive part (in release builds with the pure-Rust
+//! backend, about 2µs for HS256 but 0.25 ms for RS256 and 0.35 ms for ES256), and clients
+//! reuse one token for its whole lifetime. So each issuer remembers the SHA-256 of the
+//! last [`VERIFIED_CACHE`] tokens whose signature it verified; a cached token skips only
+//! the signature check; header, algorithm and every claim are checked on each use.
+//! Only successes are cached, so invalid tokens cannot fill the cache.
+//!
 //! Verification never panics on any input (a property test feeds it random tokens).
 
 use base64::alphabet;
@@ -40,8 +47,12 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{crypto, Algorithm, DecodingKey};
+use lru::LruCache;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Longest token accepted (bytes). Longer bearer credentials are `auth.jwt.malformed`.
@@ -52,6 +63,8 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Default tenant claim.
 pub const DEFAULT_TENANT_CLAIM: &str = "sub";
+/// Tokens per issuer whose verified signature is remembered.
+pub const VERIFIED_CACHE: usize = 4096;
 /// Algorithms an issuer may allow.
 pub const SUPPORTED_ALGORITHMS: &[&str] = &["HS256", "RS256", "ES256"];
 
@@ -215,6 +228,8 @@ pub struct JwtIssuer {
     leeway: i128,
     tenant_claim: String,
     skipped: Vec<String>,
+    /// SHA-256 of tokens whose signature this issuer verified.
+    verified: Mutex<LruCache<[u8; 32], ()>>,
 }
 
 impl fmt::Debug for JwtIssuer {
@@ -305,6 +320,9 @@ impl JwtIssuer {
             leeway: i128::from(spec.leeway.as_secs()),
             tenant_claim: spec.tenant_claim,
             skipped,
+            verified: Mutex::new(LruCache::new(
+                NonZeroUsize::new(VERIFIED_CACHE).unwrap_or(NonZeroUsize::MIN),
+            )),
         })
     }
 
@@ -328,8 +346,22 @@ impl JwtIssuer {
         &self.skipped
     }
 
-    fn signature_ok(&self, alg: Alg, kid: Option<&str>, signature: &str, message: &[u8]) -> bool {
-        self.keys
+    /// Does a key of this issuer verify the signature? `digest` is the SHA-256 of the
+    /// whole token (for the cache of verified tokens).
+    fn signature_ok(
+        &self,
+        alg: Alg,
+        kid: Option<&str>,
+        signature: &str,
+        message: &[u8],
+        digest: &[u8; 32],
+    ) -> bool {
+        let lock = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if lock().get(digest).is_some() {
+            return true;
+        }
+        let ok = self
+            .keys
             .iter()
             .filter(|k| k.usable_for(alg, kid))
             .any(|k| {
@@ -337,7 +369,11 @@ impl JwtIssuer {
                     crypto::verify(signature, message, &k.key, alg.jwt()),
                     Ok(true)
                 )
-            })
+            });
+        if ok {
+            lock().put(*digest, ());
+        }
+        ok
     }
 
     fn check_claims(&self, c: &Map<String, Value>, now: u64) -> Result<String, JwtFailure> {
@@ -479,9 +515,11 @@ pub fn verify(
     let mut failure = JwtFailure::AlgNotAllowed;
     let mut verified_failure = None;
     let mut claims: Option<Map<String, Value>> = None;
+    let mut digest: Option<[u8; 32]> = None;
     for issuer in issuers.iter().filter(|i| i.algorithms.contains(&alg)) {
         failure = JwtFailure::BadSignature;
-        if !issuer.signature_ok(alg, kid, s64, message) {
+        let digest = digest.get_or_insert_with(|| Sha256::digest(token.as_bytes()).into());
+        if !issuer.signature_ok(alg, kid, s64, message, digest) {
             continue;
         }
         let c = match &claims {
@@ -1236,6 +1274,32 @@ mod tests {
     }
 
     #[test]
+    fn verified_cache() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<JwtIssuer>();
+        let is = [rs_issuer()];
+        let t = token(
+            json!({"alg": "RS256"}),
+            json!({"sub": "a", "iat": NOW, "exp": NOW + 600}),
+            &rs_key(RSA1_PRIV),
+            Algorithm::RS256,
+        );
+        let cached = |is: &[JwtIssuer]| is[0].verified.lock().map(|c| c.len()).unwrap_or(0);
+        assert_eq!(verify(&is, &t, NOW), Ok(("rs".into(), "a".into())));
+        assert_eq!(cached(&is), 1);
+        // Claims are still checked on a cache hit.
+        assert_eq!(verify(&is, &t, NOW + 630), Err(JwtFailure::Expired));
+        assert_eq!(verify(&is, &t, NOW + 1), Ok(("rs".into(), "a".into())));
+        // Failures are not cached; a one-character change is a different token.
+        let mut forged = t.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap_or_default();
+        assert_eq!(verify(&is, &forged, NOW), Err(JwtFailure::BadSignature));
+        assert_eq!(cached(&is), 1);
+    }
+
+    #[test]
     fn looks_like() {
         assert!(looks_like_jwt("eyJh.eyJi.c2ln"));
         assert!(looks_like_jwt("eyJh.eyJi."));
@@ -1317,21 +1381,6 @@ mod tests {
         assert_eq!(JwtFailure::WrongIssuer.reason(), "auth.jwt.issuer");
         assert_eq!(JwtFailure::WrongAudience.reason(), "auth.jwt.audience");
         assert_eq!(JwtFailure::NoTenantClaim.reason(), "auth.jwt.claim");
-    }
-
-    #[test]
-    #[ignore]
-    fn tmp_timing() {
-        let t_hs = hs_token(claims());
-        let t_rs = token(json!({"alg": "RS256"}), claims(), &rs_key(RSA1_PRIV), Algorithm::RS256);
-        let t_es = token(json!({"alg": "ES256"}), claims(), &es_key(), Algorithm::ES256);
-        let es = issuer("es", "ES256", JwtKeySource::EcPem(EC1_PUB.to_vec()));
-        for (name, iss, t) in [("HS256", hs_issuer(), t_hs), ("RS256", rs_issuer(), t_rs), ("ES256", es, t_es)] {
-            let is = [iss];
-            let start = std::time::Instant::now();
-            for _ in 0..2000 { assert!(verify(&is, &t, NOW).is_ok()); }
-            eprintln!("TIMING {name}: {:?}/verify", start.elapsed() / 2000);
-        }
     }
 
     mod prop {

@@ -78,7 +78,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "img", "status.png"))
     args = ap.parse_args()
     config = CONFIG.replace("daily_requests: 100,", "daily_requests: 20000,").replace(
-        "daily_tokens: 50000", "daily_tokens: 60000"
+        "daily_tokens: 50000", "daily_tokens: 500000"
     )
     stack = Stack(config=config, extra_env={"STATUS_ADMIN_TOKEN": ADMIN_TOKEN})
     stop = threading.Event()
