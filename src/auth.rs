@@ -23,6 +23,10 @@ pub struct Tenant {
     pub limits: crate::limit::TenantLimits,
     /// Override of `cache.enabled` for this tenant.
     pub cache: Option<bool>,
+    /// Request signing secret and window (seconds), when signatures are required.
+    pub signing: Option<(crate::upstream::Secret, u64)>,
+    /// Spend-rate alert: (amount, window minutes).
+    pub spend_alert: Option<(f64, u32)>,
 }
 
 impl Tenant {
@@ -83,6 +87,7 @@ pub fn hash_key(key: &[u8]) -> [u8; 32] {
 pub struct TenantTable {
     by_hash: HashMap<[u8; 32], usize>,
     tenants: Vec<Arc<Tenant>>,
+    subjects: HashMap<String, usize>,
 }
 
 /// Why a request could not be authenticated.
@@ -119,6 +124,32 @@ impl TenantTable {
 
     pub fn tenants(&self) -> &[Arc<Tenant>] {
         &self.tenants
+    }
+
+    /// Map a JWT claim value to a tenant: a tenant listing it in `jwt_subjects`, else
+    /// the tenant of that name.
+    pub fn by_subject(&self, subject: &str) -> Option<&Arc<Tenant>> {
+        if let Some(&i) = self.subjects.get(subject) {
+            return self.tenants.get(i);
+        }
+        self.tenants.iter().find(|t| t.name == subject)
+    }
+
+    /// Let `subject` (a JWT claim value) name tenant `name`.
+    pub fn add_subject(&mut self, subject: &str, name: &str) -> Result<(), String> {
+        let Some(i) = self.tenants.iter().position(|t| t.name == name) else {
+            return Err(format!("no tenant `{name}`"));
+        };
+        if let Some(&j) = self.subjects.get(subject) {
+            if j != i {
+                return Err(format!(
+                    "`{subject}` already maps to tenant `{}`",
+                    self.tenants[j].name
+                ));
+            }
+        }
+        self.subjects.insert(subject.to_string(), i);
+        Ok(())
     }
 
     /// Look up the tenant owning `key`.
@@ -176,6 +207,8 @@ mod tests {
             models: vec![],
             limits: Default::default(),
             cache: None,
+            signing: None,
+            spend_alert: None,
         }
     }
 

@@ -19,6 +19,9 @@ pub enum GatewayError {
     MissingKey,
     #[error("invalid API key")]
     InvalidKey,
+    /// A JWT or a request signature was refused; the reason names why.
+    #[error("authentication failed ({0})")]
+    Unauthorized(&'static str),
     #[error("this key may not be used from this address")]
     IpNotAllowed,
     #[error("model `{0}` is not allowed for this key")]
@@ -56,7 +59,7 @@ impl GatewayError {
         match self {
             RouteNotFound { .. } => 404,
             MethodNotAllowed { .. } => 405,
-            MissingKey | InvalidKey => 401,
+            MissingKey | InvalidKey | Unauthorized(_) => 401,
             IpNotAllowed | ModelNotAllowed(_) => 403,
             BodyTooLarge { .. } => 413,
             RateLimited { .. } => 429,
@@ -76,7 +79,7 @@ impl GatewayError {
             MethodNotAllowed { .. } | InvalidBody(_) | BodyRead(_) | FilterBlocked => {
                 "invalid_request_error"
             }
-            MissingKey | InvalidKey => "authentication_error",
+            MissingKey | InvalidKey | Unauthorized(_) => "authentication_error",
             IpNotAllowed | ModelNotAllowed(_) => "permission_error",
             BodyTooLarge { .. } => "request_too_large",
             RateLimited { .. } => "rate_limit_error",
@@ -96,6 +99,7 @@ impl GatewayError {
             MethodNotAllowed { .. } => "route.method_not_allowed",
             MissingKey => "auth.missing_key",
             InvalidKey => "auth.invalid_key",
+            Unauthorized(reason) => reason,
             IpNotAllowed => "policy.ip",
             ModelNotAllowed(_) => "policy.model",
             BodyTooLarge { .. } => "limit.max_body",
@@ -211,6 +215,7 @@ mod tests {
             },
             MissingKey,
             InvalidKey,
+            Unauthorized("auth.jwt.expired"),
             IpNotAllowed,
             ModelNotAllowed("m".into()),
             BodyTooLarge { limit: 1 },

@@ -82,6 +82,8 @@ pub struct Ctx {
     pub cache_body: Option<Bytes>,
     /// Tokens a cache hit saved.
     pub cache_saved_tokens: u64,
+    /// Cost of this request's usage (with a `pricing` table).
+    pub cost: Option<f64>,
 }
 
 impl Ctx {
@@ -120,6 +122,7 @@ impl Ctx {
             want_cache_body: false,
             cache_body: None,
             cache_saved_tokens: 0,
+            cost: None,
         }
     }
 }
@@ -134,6 +137,8 @@ pub struct Gateway {
     usage: Arc<UsageBook>,
     cache: Arc<ResponseCache>,
     status: Arc<crate::status::StatusBook>,
+    nonces: crate::tenant_auth::Nonces,
+    spend: std::sync::Mutex<std::collections::HashMap<String, crate::pricing::SpendWindow>>,
 }
 
 impl Gateway {
@@ -149,6 +154,8 @@ impl Gateway {
         status: Arc<crate::status::StatusBook>,
     ) -> Self {
         Gateway {
+            nonces: crate::tenant_auth::Nonces::new(config.load().redis.clone()),
+            spend: std::sync::Mutex::new(std::collections::HashMap::new()),
             config,
             relay,
             limiter,
@@ -213,10 +220,30 @@ impl Gateway {
             req.headers.get("x-api-key").map(|v| v.as_bytes()),
             req.headers.get("authorization").map(|v| v.as_bytes()),
         );
-        let tenant = match cfg.tenants.authenticate(key) {
-            Ok(t) => t.clone(),
-            Err(AuthFailure::Missing) => return Err(Failure::Gateway(GatewayError::MissingKey)),
-            Err(AuthFailure::Invalid) => return Err(Failure::Gateway(GatewayError::InvalidKey)),
+        let tenant = if !cfg.jwt.is_empty() && key.is_some_and(crate::tenant_auth::is_jwt) {
+            // A bearer JWT from a trusted issuer: its tenant claim names the tenant.
+            let token = key.and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
+            match crate::tenant_auth::jwt::verify(&cfg.jwt, token, Limiter::now_unix()) {
+                Ok((_issuer, subject)) => match cfg.tenants.by_subject(&subject) {
+                    Some(t) => t.clone(),
+                    None => {
+                        return Err(Failure::Gateway(GatewayError::Unauthorized(
+                            "auth.jwt.tenant",
+                        )))
+                    }
+                },
+                Err(f) => return Err(Failure::Gateway(GatewayError::Unauthorized(f.reason()))),
+            }
+        } else {
+            match cfg.tenants.authenticate(key) {
+                Ok(t) => t.clone(),
+                Err(AuthFailure::Missing) => {
+                    return Err(Failure::Gateway(GatewayError::MissingKey))
+                }
+                Err(AuthFailure::Invalid) => {
+                    return Err(Failure::Gateway(GatewayError::InvalidKey))
+                }
+            }
         };
         ctx.tenant = Some(tenant.clone());
         if !tenant.ip_allowed(ctx.client_ip) {
@@ -225,6 +252,10 @@ impl Gateway {
 
         let body = read_body(session, cfg.max_body).await?;
         ctx.bytes_in = body.len() as u64;
+        if let Some((secret, window)) = &tenant.signing {
+            self.check_signature(session, secret, *window, &body, cfg)
+                .await?;
+        }
         let mut max_tokens = None;
         let mut user_id = None;
         if !body.is_empty() {
@@ -331,6 +362,54 @@ impl Gateway {
             guard.publish(body);
         }
         result
+    }
+
+    /// A tenant that must sign its requests: check `x-sluice-signature` over the body
+    /// as received, then that the signature was not seen before in its window (in
+    /// process, or in Redis when limits are shared).
+    async fn check_signature(
+        &self,
+        session: &Session,
+        secret: &crate::upstream::Secret,
+        window: u64,
+        body: &[u8],
+        cfg: &Config,
+    ) -> Result<(), Failure> {
+        use crate::tenant_auth::signature;
+        let req = session.req_header();
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let header = req.headers.get(signature::HEADER).map(|v| v.as_bytes());
+        let now = Limiter::now_unix();
+        let replay_key = signature::verify(
+            header,
+            secret.expose().as_bytes(),
+            req.method.as_str(),
+            path,
+            body,
+            now,
+            window,
+        )
+        .map_err(|f| Failure::Gateway(GatewayError::Unauthorized(f.reason())))?;
+        let t = header.and_then(signature::timestamp).unwrap_or(now);
+        let fresh = match &cfg.redis {
+            Some(_) => match self.nonces.redis_check(&replay_key, window).await {
+                Some(fresh) => fresh,
+                None => self
+                    .nonces
+                    .memory
+                    .check_and_insert(&replay_key, t + window, now),
+            },
+            None => self
+                .nonces
+                .memory
+                .check_and_insert(&replay_key, t + window, now),
+        };
+        if !fresh {
+            return Err(Failure::Gateway(GatewayError::Unauthorized(
+                signature::SigFailure::Replay.reason(),
+            )));
+        }
+        Ok(())
     }
 
     /// The cache key of a cacheable request (and whether it asked for a stream), or
@@ -524,7 +603,7 @@ impl Gateway {
 
 impl Gateway {
     /// Counters, histograms and the usage book for one finished request.
-    fn record_metrics(&self, session: &Session, ctx: &Ctx) {
+    fn record_metrics(&self, session: &Session, ctx: &mut Ctx) {
         let m = &*METRICS;
         let tenant = ctx.tenant.as_deref();
         let tenant_l = tenant.map_or("", |t| t.name.as_str());
@@ -581,6 +660,41 @@ impl Gateway {
                     m.tokens
                         .with_label_values(&[tenant_l, &model, kind])
                         .inc_by(n);
+                }
+            }
+        }
+        // Cost (with a `pricing` table): metric, usage book, audit; spend-rate alerts.
+        if let (Some(pricing), true) = (
+            ctx.cfg.as_ref().and_then(|c| c.pricing.as_ref()),
+            billed != Usage::default(),
+        ) {
+            let model_name = ctx
+                .response_model
+                .as_deref()
+                .or(ctx.model.as_deref())
+                .unwrap_or("");
+            if let Some(cost) = pricing.cost(model_name, &billed) {
+                ctx.cost = Some(cost);
+                let model = m.model_label(Some(model_name));
+                m.cost.with_label_values(&[tenant_l, &model]).inc_by(cost);
+                self.usage.record_cost(tenant_l, cost);
+                if let Some((rate, minutes)) = tenant.and_then(|t| t.spend_alert) {
+                    let now = Limiter::now_unix();
+                    let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+                    let w = spend
+                        .entry(tenant_l.to_string())
+                        .or_insert_with(|| crate::pricing::SpendWindow::new(minutes));
+                    w.add(now, cost);
+                    if w.alert(now, rate) {
+                        log::warn!(
+                            "spend alert: tenant {tenant_l} spent {:.4} {} in the last {minutes} min (threshold {rate})",
+                            w.rate_over(now),
+                            pricing.currency()
+                        );
+                    }
+                    m.spend_alert
+                        .with_label_values(&[tenant_l])
+                        .set(w.in_episode() as i64);
                 }
             }
         }
@@ -805,6 +919,7 @@ impl ProxyHttp for Gateway {
             overhead_ms: ms(total.saturating_sub(ctx.upstream_wait)),
             usage: (ctx.usage != Usage::default()).then_some(ctx.usage),
             attempts: ctx.attempts,
+            cost: ctx.cost,
             error: ctx.error.as_deref(),
         };
         if self.access_log.enabled() {

@@ -42,7 +42,7 @@ COMPONENTS = [
     ("filters (sluice::filter)", r"sluice::filter::"),
     ("string formatting (core::fmt / format!)", r"^core::fmt::|alloc::fmt::format"),
     ("clock reads (clock_gettime / Instant::now)", r"clock_gettime|Instant>::now|Instant::now"),
-    ("timers (tokio::time / pingora_timeout)", r"tokio::runtime::time::|tokio::time::|pingora_timeout::"),
+    ("timers (tokio timer wheel / pingora_timeout)", r"tokio::runtime::time::|TimerEntry|Sleep::poll_elapsed|pingora_timeout::timer::"),
 ]
 
 # (label, regex on the leaf frame) — self time.
@@ -72,6 +72,7 @@ def parse(path):
             sym = parts[1]
             sym = re.sub(r" \(inlined\)$", "", sym)
             sym = re.sub(r"\+0x[0-9a-f]+$", "", sym)
+            sym = re.sub(r" \((/|\[)[^)]*\)$", "", sym)
             if re.match(r"^[0-9a-f]{8,}", parts[0]) and parts[0].startswith("ffffffff"):
                 sym = "[k] " + sym
             stack.append(sym)

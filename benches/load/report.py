@@ -94,14 +94,17 @@ def main():
 
     if ("4", "direct") in med:
         d = med[("4", "direct")]
-        md.append("| fixed rate (scenario 4) | achieved req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 |")
-        md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        md.append("| fixed rate (scenario 4) | achieved req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | proxy CPU µs/req | mock CPU µs/req |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for p, label in (("direct", "direct to the mock"), ("sluice", "through sluice (scenario-2 config)"), ("nginx", "through nginx+Lua (scenario-2 config)")):
             if ("4", p) not in med:
                 continue
             r = med[("4", p)]
             added = ["–"] * 3 if p == "direct" else [signed_ms(r[m] - d[m]) for m in ("p50", "p99", "p999")]
-            md.append(f"| {label} | {r['rps']:,.0f} | {ms(r['p50'])} | {ms(r['p99'])} | {ms(r['p999'])} | " + " | ".join(added) + " |")
+            cpu = "–" if r["cpu"] is None else f"{r['cpu']:.1f}"
+            mcpu = "–" if r["mcpu"] is None else f"{r['mcpu']:.1f}"
+            md.append(f"| {label} | {r['rps']:,.0f} | {ms(r['p50'])} | {ms(r['p99'])} | {ms(r['p999'])} | "
+                      + " | ".join(added) + f" | {cpu} | {mcpu} |")
             if r["bad"] or r["err"]:
                 warn.append(f"scenario 4 {p}: {r['bad']} non-2xx answers, {r['err']} errors")
         md.append("")

@@ -422,13 +422,18 @@ measure() {
 
 # oha_measure LABEL PORT ROUND: constant rate, latency corrected; one TSV line.
 oha_measure() {
-  local label=$1 port=$2 round=$3 url="http://127.0.0.1:$2/v1/messages"
+  local label=$1 port=$2 round=$3 pid=${4:-} url="http://127.0.0.1:$2/v1/messages" t0=0 t1=0 m0 m1
   local args=(-q "$RATE" -c "$CONNS" --latency-correction --no-tui -m POST
     -H "x-api-key: $TENANT_KEY" -H 'anthropic-version: 2023-06-01' -T application/json
     -D "$BODY_FILE" --output-format json)
   "${LOAD_PIN_CMD[@]}" oha -z "${WARMUP}s" "${args[@]}" "$url" >/dev/null
+  [ -z "$pid" ] || t0="$(cpu_ticks "$pid")"
+  m0="$(cpu_ticks "$MOCK_PID")"
   "${LOAD_PIN_CMD[@]}" oha -z "${DURATION}s" "${args[@]}" "$url" >"$WORK/oha-$label-$round.json"
-  python3 - "$WORK/oha-$label-$round.json" "$label" "$round" >>"$RAW" <<'PY'
+  [ -z "$pid" ] || t1="$(cpu_ticks "$pid")"
+  m1="$(cpu_ticks "$MOCK_PID")"
+  python3 - "$WORK/oha-$label-$round.json" "$label" "$round" "$((t1 - t0))" "$((m1 - m0))" "$TICK" \
+    "$pid" >>"$RAW" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 p = d["latencyPercentiles"]
@@ -436,10 +441,14 @@ codes = d.get("statusCodeDistribution", {})
 bad = sum(v for k, v in codes.items() if not k.startswith("2"))
 errs = sum(v for k, v in d.get("errorDistribution", {}).items() if k != "aborted due to deadline")
 us = lambda v: round(v * 1e6) if v is not None else 0
+n = max(sum(codes.values()), 1)
+tick = int(sys.argv[6])
+cpu = f"{int(sys.argv[4]) / tick * 1e6 / n:.1f}" if sys.argv[7] else ""
+mcpu = f"{int(sys.argv[5]) / tick * 1e6 / n:.1f}"
 print("4", sys.argv[2], sys.argv[3], round(d["summary"]["requestsPerSec"]), us(p["p50"]), us(p["p99"]),
-      us(p["p99.9"]), bad, errs, "", "", sep="\t")
+      us(p["p99.9"]), bad, errs, cpu, mcpu, sep="\t")
 PY
-  log "scenario 4 $label round $round: $(tail -1 "$RAW" | cut -f4-9 | tr '\t' ' ')"
+  log "scenario 4 $label round $round: $(tail -1 "$RAW" | cut -f4-11 | tr '\t' ' ')"
 }
 
 # profile_pass SCENARIO BODYFILE: perf (DWARF call graphs) of sluice and of the nginx
@@ -531,8 +540,8 @@ if wants 4; then
     oha_measure direct "$MOCK_PORT" "$round"
     if [ $((round % 2)) = 1 ]; then order="sluice nginx"; else order="nginx sluice"; fi
     for proxy in $order; do
-      if [ "$proxy" = sluice ]; then oha_measure sluice "$SL_PORT" "$round"
-      else oha_measure nginx "$NG_PORT" "$round"; fi
+      if [ "$proxy" = sluice ]; then oha_measure sluice "$SL_PORT" "$round" "$SL_PID"
+      else oha_measure nginx "$NG_PORT" "$round" "$NG_PID"; fi
     done
   done
   stop_pid "$SL_PID"

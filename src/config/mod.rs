@@ -170,6 +170,9 @@ pub struct Config {
     pub audit: Option<AuditConf>,
     pub filters: FilterSet,
     pub cache: crate::cache::CacheSettings,
+    /// Trusted JWT issuers.
+    pub jwt: Vec<crate::tenant_auth::jwt::JwtIssuer>,
+    pub pricing: Option<crate::pricing::PriceTable>,
     /// Things that are allowed but worth a warning (printed by `-t`, logged at start).
     pub warnings: Vec<String>,
 }
@@ -716,10 +719,10 @@ impl Builder {
                 );
             }
             seen_names.push(&t.name);
-            if t.keys.is_empty() {
+            if t.keys.is_empty() && f.auth.jwt.is_empty() {
                 self.err(
                     &at.key("keys"),
-                    "a tenant needs at least one key (`sluice keygen --tenant NAME` makes one)",
+                    "a tenant needs at least one key (`sluice keygen --tenant NAME` makes one) or a JWT issuer in `auth.jwt`",
                 );
             }
             let mut digests = Vec::new();
@@ -771,6 +774,25 @@ impl Builder {
                 models: t.models.clone(),
                 limits,
                 cache: t.cache,
+                signing: t.signing.as_ref().and_then(|sg| {
+                    let sat = at.key("signing");
+                    let secret =
+                        self.secret(&sat.key("secret"), &sg.secret.env, &sg.secret.file)?;
+                    if sg.window.0.as_secs() == 0 {
+                        self.err(&sat.key("window"), "window must be at least 1s");
+                    }
+                    Some((Secret::new(secret), sg.window.0.as_secs().max(1)))
+                }),
+                spend_alert: t.spend_alert.as_ref().map(|a| {
+                    let minutes = (a.window.0.as_secs() / 60).clamp(1, 1440) as u32;
+                    if !(a.rate > 0.0) {
+                        self.err(
+                            &at.key("spend_alert").key("rate"),
+                            "rate must be greater than zero",
+                        );
+                    }
+                    (a.rate, minutes)
+                }),
             };
             if let Err(owner) = tenants.add(tenant, &digests) {
                 self.err(
@@ -785,6 +807,94 @@ impl Builder {
         if f.tenants.is_empty() {
             self.warn(&tp, "no tenants: every request will be refused with 401");
         }
+        for (i, t) in f.tenants.iter().enumerate() {
+            for (j, sub) in t.jwt_subjects.iter().enumerate() {
+                if let Err(m) = tenants.add_subject(sub, &t.name) {
+                    self.err(&tp.idx(i).key("jwt_subjects").idx(j), m);
+                }
+            }
+        }
+
+        // JWT issuers
+        let mut jwt = Vec::new();
+        for (i, j) in f.auth.jwt.iter().enumerate() {
+            let at = root.key("auth").key("jwt").idx(i);
+            use crate::tenant_auth::jwt::{JwtIssuer, JwtIssuerSpec, JwtKeySource};
+            let k = &j.key;
+            let key = match (&k.secret, &k.pem_file, &k.jwks_file) {
+                (Some(sec), None, None) => self
+                    .secret(&at.key("key").key("secret"), &sec.env, &sec.file)
+                    .map(|v| JwtKeySource::HsSecret(v.into_bytes())),
+                (None, Some(p), None) => match std::fs::read(p) {
+                    Ok(pem) if j.algorithms.iter().any(|a| a == "ES256") => {
+                        Some(JwtKeySource::EcPem(pem))
+                    }
+                    Ok(pem) => Some(JwtKeySource::RsaPem(pem)),
+                    Err(e) => {
+                        self.err(
+                            &at.key("key").key("pem_file"),
+                            format!("cannot read `{p}`: {e}"),
+                        );
+                        None
+                    }
+                },
+                (None, None, Some(p)) => match std::fs::read_to_string(p) {
+                    Ok(jwks) => Some(JwtKeySource::Jwks(jwks)),
+                    Err(e) => {
+                        self.err(
+                            &at.key("key").key("jwks_file"),
+                            format!("cannot read `{p}`: {e}"),
+                        );
+                        None
+                    }
+                },
+                _ => {
+                    self.err(
+                        &at.key("key"),
+                        "give exactly one of `secret`, `pem_file`, `jwks_file`",
+                    );
+                    None
+                }
+            };
+            let Some(key) = key else { continue };
+            let mut spec = JwtIssuerSpec::new(j.name.clone(), j.algorithms.clone(), key);
+            spec.issuer = j.issuer.clone();
+            spec.audience = j.audience.clone();
+            spec.max_lifetime = j.max_lifetime.0;
+            spec.leeway = j.leeway.0;
+            spec.tenant_claim = j.tenant_claim.clone();
+            match JwtIssuer::new(spec) {
+                Ok(iss) => {
+                    for skipped in iss.skipped_keys() {
+                        self.warn(&at.key("key"), format!("JWKS key skipped: {skipped}"));
+                    }
+                    jwt.push(iss)
+                }
+                Err(m) => self.err(&at, m),
+            }
+        }
+
+        // pricing
+        let pricing = f.pricing.as_ref().and_then(|p| {
+            let specs = p
+                .models
+                .iter()
+                .map(|m| crate::pricing::PriceSpec {
+                    model: m.model.clone(),
+                    input: m.input,
+                    output: m.output,
+                    cache_write: m.cache_write,
+                    cache_read: m.cache_read,
+                })
+                .collect();
+            match crate::pricing::PriceTable::new(specs, p.currency.clone()) {
+                Ok(t) => Some(t),
+                Err(m) => {
+                    self.err(&root.key("pricing"), m);
+                    None
+                }
+            }
+        });
 
         // filters
         let filters = self.filters(&root.key("filters"), &f.filters);
@@ -854,6 +964,8 @@ impl Builder {
             audit,
             filters,
             cache,
+            jwt,
+            pricing,
             warnings: std::mem::take(&mut self.warnings),
         }
     }

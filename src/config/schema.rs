@@ -21,7 +21,105 @@ pub struct File {
     pub tenants: Vec<Tenant>,
     pub filters: Filters,
     pub cache: Cache,
+    pub auth: AuthConf,
+    pub pricing: Option<Pricing>,
     pub logging: Logging,
+}
+
+/// `auth: {jwt: [...]}` — token issuers trusted besides static keys.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConf {
+    pub jwt: Vec<JwtIssuerConf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtIssuerConf {
+    pub name: String,
+    pub algorithms: Vec<String>,
+    pub key: JwtKeyConf,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    #[serde(default = "default_jwt_lifetime")]
+    pub max_lifetime: Dur,
+    #[serde(default = "default_jwt_leeway")]
+    pub leeway: Dur,
+    /// Claim naming the tenant (default `sub`).
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+}
+
+fn default_jwt_lifetime() -> Dur {
+    Dur(std::time::Duration::from_secs(3600))
+}
+
+fn default_jwt_leeway() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+
+fn default_tenant_claim() -> String {
+    "sub".into()
+}
+
+/// Exactly one of: a shared secret (HS256), a PEM public key (RS256/ES256), a JWKS file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConf {
+    pub secret: Option<Secret>,
+    pub pem_file: Option<String>,
+    pub jwks_file: Option<String>,
+}
+
+/// Required request signatures for a tenant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    pub secret: Secret,
+    #[serde(default = "default_sig_window")]
+    pub window: Dur,
+}
+
+fn default_sig_window() -> Dur {
+    Dur(std::time::Duration::from_secs(300))
+}
+
+/// `pricing: {currency, models: [...]}` — per million tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    pub models: Vec<ModelPrice>,
+}
+
+fn default_currency() -> String {
+    "USD".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub model: String,
+    pub input: f64,
+    pub output: f64,
+    #[serde(default)]
+    pub cache_write: f64,
+    #[serde(default)]
+    pub cache_read: f64,
+}
+
+/// `spend_alert: {rate, window}`: warn when a tenant spends more than `rate` within `window`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendAlert {
+    pub rate: f64,
+    #[serde(default = "default_spend_window")]
+    pub window: Dur,
+}
+
+fn default_spend_window() -> Dur {
+    Dur(std::time::Duration::from_secs(300))
 }
 
 /// `cache: {enabled, ttl, max_entries, max_body, shared, streams}`.
@@ -478,6 +576,7 @@ pub struct TenantLimits {
 #[serde(deny_unknown_fields)]
 pub struct Tenant {
     pub name: String,
+    #[serde(default)]
     pub keys: Vec<TenantKey>,
     pub biz: Option<String>,
     #[serde(default)]
@@ -488,6 +587,12 @@ pub struct Tenant {
     pub limits: TenantLimits,
     /// Override `cache.enabled` (and the route's setting) for this tenant.
     pub cache: Option<bool>,
+    /// JWT claim values that map to this tenant (default: the tenant's name).
+    #[serde(default)]
+    pub jwt_subjects: Vec<String>,
+    /// Require HMAC-signed requests.
+    pub signing: Option<Signing>,
+    pub spend_alert: Option<SpendAlert>,
 }
 
 /// A tenant key: its SHA-256 (hex), or for local setups the key itself from env/file.

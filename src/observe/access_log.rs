@@ -35,6 +35,9 @@ pub struct AccessRecord<'a> {
     pub usage: Option<Usage>,
     /// Upstream tries (0 = none made, 1 = no retry).
     pub attempts: u32,
+    /// Cost of the usage, in the `pricing` currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
 }

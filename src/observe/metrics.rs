@@ -53,6 +53,8 @@ pub struct Metrics {
     pub limiter_fallback: IntGauge,
     pub log_dropped: IntCounterVec,
     pub admin_auth_failures: IntCounter,
+    pub cost: prometheus::CounterVec,
+    pub spend_alert: IntGaugeVec,
     pub cache_requests: IntCounterVec,
     pub cache_tokens_saved: IntCounterVec,
     models: Mutex<HashSet<String>>,
@@ -142,6 +144,16 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
         limiter_fallback: gauge(&r, "sluice_limiter_fallback_decisions", "Limit decisions made locally because Redis was unreachable"),
         log_dropped: counter(&r, "sluice_log_lines_dropped_total", "Log lines lost (writer behind, or file unwritable)", &["log"]),
         admin_auth_failures,
+        cost: {
+            let c = prometheus::CounterVec::new(
+                Opts::new("sluice_cost_total", "Cost of upstream usage in the pricing currency"),
+                &["tenant", "model"],
+            )
+            .unwrap_or_else(|e| panic!("cost metric: {e}"));
+            let _ = r.register(Box::new(c.clone()));
+            c
+        },
+        spend_alert: gauge_vec(&r, "sluice_spend_alert", "1 while a tenant's spend rate is over its spend_alert threshold", &["tenant"]),
         cache_requests: counter(&r, "sluice_cache_requests_total", "Cacheable requests by result: hit, miss, bypass", &["tenant", "result"]),
         cache_tokens_saved: counter(&r, "sluice_cache_tokens_saved_total", "Tokens (input + output) cache hits did not spend upstream", &["tenant"]),
         registry: r,

@@ -20,6 +20,8 @@ pub struct Counters {
     /// Answers served from the response cache, and the tokens they saved.
     pub cache_hits: u64,
     pub cache_tokens_saved: u64,
+    /// Cost of the usage (with a `pricing` table).
+    pub cost: f64,
 }
 
 impl Counters {
@@ -89,6 +91,23 @@ impl UsageBook {
         }
         b.today.add(usage, reason);
         b.this_minute.add(usage, reason);
+    }
+
+    /// Add the cost of a request (call before `record`).
+    pub fn record_cost(&self, tenant: &str, cost: f64) {
+        let now = now_secs();
+        let mut map = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.entry(tenant.to_string()).or_default();
+        if b.day != now / 86_400 {
+            b.day = now / 86_400;
+            b.today = Counters::default();
+        }
+        if b.minute != now / 60 {
+            b.minute = now / 60;
+            b.this_minute = Counters::default();
+        }
+        b.today.cost += cost;
+        b.this_minute.cost += cost;
     }
 
     /// A cache hit (already counted as a request by `record`).

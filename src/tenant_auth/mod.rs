@@ -26,3 +26,56 @@ mod tests {
         assert!(!super::is_jwt(b"eyJh.eyJi.\xff"));
     }
 }
+
+/// Replay memory for signed requests: in process, and in Redis (`SET key 1 NX EX window`)
+/// when state is shared, so a signature replayed to another instance is caught too.
+pub struct Nonces {
+    pub memory: signature::NonceMemory,
+    redis_url: Option<String>,
+    redis: tokio::sync::OnceCell<Option<redis::aio::ConnectionManager>>,
+}
+
+impl Nonces {
+    pub fn new(redis_url: Option<String>) -> Self {
+        Nonces {
+            memory: signature::NonceMemory::new(),
+            redis_url,
+            redis: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// `Some(true)` = first time seen, `Some(false)` = replay, `None` = Redis unavailable
+    /// (the caller falls back to the in-process memory).
+    pub async fn redis_check(&self, key: &str, window_secs: u64) -> Option<bool> {
+        let url = self.redis_url.as_deref()?;
+        let conn = self
+            .redis
+            .get_or_init(|| async {
+                let client = redis::Client::open(url).ok()?;
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    redis::aio::ConnectionManager::new(client),
+                )
+                .await
+                .ok()?
+                .ok()
+            })
+            .await
+            .clone();
+        let mut conn = conn?;
+        let set: Option<String> = tokio::time::timeout(
+            std::time::Duration::from_millis(250),
+            redis::cmd("SET")
+                .arg(format!("sluice:nonce:{key}"))
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(window_secs.max(1) * 2)
+                .query_async(&mut conn),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        Some(set.is_some())
+    }
+}
