@@ -66,6 +66,7 @@ fn bench(c: &mut Criterion) {
                 overhead_ms: 0.5,
                 usage: Some(usage),
                 attempts: 1,
+                cost: Some(0.0123),
                 error: None,
             };
             log.write(black_box(&rec));

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn benches/load/run.sh's raw TSV into the results table (stdout + markdown file).
 
-usage: report.py RAW.tsv RESULTS.md key=value...   (keys: date machine command settings
+usage: report.py RAW.tsv[,RAW2.tsv...] RESULTS.md key=value...   (keys: date machine command settings
 versions filters_note)
 
 RAW columns: scenario proxy round req/s p50_us p99_us p999_us non2xx sockerr cpu_us_per_req
@@ -42,7 +42,8 @@ def main():
     raw, out = sys.argv[1], sys.argv[2]
     meta = dict(a.split("=", 1) for a in sys.argv[3:])
     rows = {}
-    for line in open(raw):
+    lines = [l for path in raw.split(",") for l in open(path)]
+    for line in lines:
         f = line.rstrip("\n").split("\t")
         if len(f) < 10:
             continue

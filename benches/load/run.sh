@@ -31,7 +31,8 @@
 # Knobs: LOAD_DURATION (s, default 10), LOAD_WARMUP (s, default 2), LOAD_CONNS (default
 # 50), LOAD_RUNS (default 1), LOAD_RATE (default 2000), LOAD_SCENARIOS, LOAD_PIN,
 # LOAD_KEEP=1 (keep the temp dir), LOAD_NO_BUILD=1 (skip cargo build),
-# LOAD_RESULTS (default benches/load/results.md), LOAD_PROFILE="1" (or "1 2": also profile
+# LOAD_RESULTS (default benches/load/results.md), LOAD_RAW_OUT=FILE (keep the raw TSV;
+# `report.py A.tsv,B.tsv OUT.md` gives medians over several runs), LOAD_PROFILE="1" (or "1 2": also profile
 # sluice and nginx in those scenarios with perf + strace into benches/load/profile.md;
 # LOAD_PROFILE_SECS, default 5).
 set -euo pipefail
@@ -246,6 +247,8 @@ EOF
             proxy_set_header x-api-key "$MOCK_KEY";
             proxy_set_header Authorization "";
 EOF
+  # SSE through nginx needs this (sluice never buffers streams).
+  [ "$s" != 3 ] || echo "            proxy_buffering off;"
   if [ "$s" = 2 ]; then
     cat <<'EOF'
             set $tenant "";
@@ -499,7 +502,7 @@ for s in 1 2 3; do
   wants "$s" || continue
   cfg=$s
   body="$BODY_FILE"
-  if [ "$s" = 3 ]; then cfg=1; body="$STREAM_BODY_FILE"; fi
+  if [ "$s" = 3 ]; then body="$STREAM_BODY_FILE"; fi
   start_sluice "$cfg"
   start_nginx "$cfg"
   ready "sluice (scenario $s)" "$SL_PORT" "$SL_PID" "$body"
@@ -566,6 +569,7 @@ fi
 CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 COMMAND="benches/load/run.sh"
 [ "$RUNS" = 1 ] || COMMAND="LOAD_RUNS=$RUNS $COMMAND"
+[ -z "${LOAD_RAW_OUT:-}" ] || cp "$RAW" "$LOAD_RAW_OUT"
 python3 "$HERE/report.py" "$RAW" "$RESULTS" \
   "date=$(date -u +%Y-%m-%dT%H:%MZ)" \
   "machine=$(nproc) CPUs, $CPU_MODEL, $(uname -sr)" \

@@ -785,7 +785,7 @@ impl Builder {
                 }),
                 spend_alert: t.spend_alert.as_ref().map(|a| {
                     let minutes = (a.window.0.as_secs() / 60).clamp(1, 1440) as u32;
-                    if !(a.rate > 0.0) {
+                    if a.rate.is_nan() || a.rate <= 0.0 {
                         self.err(
                             &at.key("spend_alert").key("rate"),
                             "rate must be greater than zero",

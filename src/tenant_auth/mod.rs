@@ -1,4 +1,5 @@
-//! Tenant credentials beyond static gateway keys (pure: no Pingora types, no I/O).
+//! Tenant credentials beyond static gateway keys. `jwt` and `signature` are pure (no
+//! Pingora types, no I/O); [`Nonces`] adds the optional Redis replay memory.
 //!
 //! * [`jwt`]: JWT bearer tokens from configured issuers (HS256 / RS256 / ES256, PEM or
 //!   JWKS keys); the token's tenant claim names the tenant.
@@ -15,16 +16,6 @@ pub mod signature;
 /// Is this presented credential (from [`crate::auth::presented_key`]) a JWT?
 pub fn is_jwt(credential: &[u8]) -> bool {
     std::str::from_utf8(credential).is_ok_and(jwt::looks_like_jwt)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn classify() {
-        assert!(super::is_jwt(b"eyJh.eyJi.c2ln"));
-        assert!(!super::is_jwt(b"sk-sluice-3f0c9a0b"));
-        assert!(!super::is_jwt(b"eyJh.eyJi.\xff"));
-    }
 }
 
 /// Replay memory for signed requests: in process, and in Redis (`SET key 1 NX EX window`)
@@ -77,5 +68,15 @@ impl Nonces {
         .ok()?
         .ok()?;
         Some(set.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn classify() {
+        assert!(super::is_jwt(b"eyJh.eyJi.c2ln"));
+        assert!(!super::is_jwt(b"sk-sluice-3f0c9a0b"));
+        assert!(!super::is_jwt(b"eyJh.eyJi.\xff"));
     }
 }
