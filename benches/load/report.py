@@ -6,7 +6,8 @@ versions filters_note)
 
 RAW columns: scenario proxy round req/s p50_us p99_us p999_us non2xx sockerr cpu_us_per_req
 (scenario 4 rows have proxy = direct | sluice | nginx and an empty CPU column).
-Each figure is the median over rounds.
+Each figure is the median over rounds (and over files, when several are given); the
+added latency of scenario 4 is the median of the per-round differences to "direct".
 """
 import statistics
 import sys
@@ -42,11 +43,14 @@ def main():
     raw, out = sys.argv[1], sys.argv[2]
     meta = dict(a.split("=", 1) for a in sys.argv[3:])
     rows = {}
-    lines = [l for path in raw.split(",") for l in open(path)]
-    for line in lines:
+    lines = [(i, l) for i, path in enumerate(raw.split(",")) for l in open(path)]
+    pairs = {}  # scenario 4: (file, round) -> proxy -> row, to subtract "direct" per round
+    for run, line in lines:
         f = line.rstrip("\n").split("\t")
         if len(f) < 10:
             continue
+        if f[0] == "4":
+            pairs.setdefault((run, f[2]), {})[f[1]] = {m: num(f[i]) for m, i in (("p50", 4), ("p99", 5), ("p999", 6))}
         key = (f[0], f[1])
         r = rows.setdefault(key, {"rps": [], "p50": [], "p99": [], "p999": [], "bad": 0, "err": 0, "cpu": [], "mcpu": []})
         r["rps"].append(num(f[3]))
@@ -101,7 +105,11 @@ def main():
             if ("4", p) not in med:
                 continue
             r = med[("4", p)]
-            added = ["–"] * 3 if p == "direct" else [signed_ms(r[m] - d[m]) for m in ("p50", "p99", "p999")]
+            if p == "direct":
+                added = ["–"] * 3
+            else:  # median over rounds of (through proxy − direct, same round)
+                added = [signed_ms(median([v[p][m] - v["direct"][m] for v in pairs.values() if p in v and "direct" in v]))
+                         for m in ("p50", "p99", "p999")]
             cpu = "–" if r["cpu"] is None else f"{r['cpu']:.1f}"
             mcpu = "–" if r["mcpu"] is None else f"{r['mcpu']:.1f}"
             md.append(f"| {label} | {r['rps']:,.0f} | {ms(r['p50'])} | {ms(r['p99'])} | {ms(r['p999'])} | "

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Whole-gateway load test: sluice vs nginx (+Lua) on the same mock upstream.
 #
-#   benches/load/run.sh                 # scenarios 1 2 4, one round, ≈ 2–3 minutes
-#   LOAD_RUNS=3 benches/load/run.sh     # three interleaved rounds, medians reported
+#   benches/load/run.sh                       # scenarios 1 2 4, one round, ≈ 2½ minutes
+#   LOAD_SCENARIOS="1 2 3 4" benches/load/run.sh   # all four, ≈ 3 minutes
+#   LOAD_RUNS=3 benches/load/run.sh           # three interleaved rounds, medians reported
+#   LOAD_PROFILE="1 2" benches/load/run.sh    # + perf/strace profiles → profile.md
 #
 # Installs what is missing (wrk, nginx, libnginx-mod-http-lua, and oha for scenario 4),
 # builds release, starts target/release/mock-upstream, then for each scenario starts
@@ -18,7 +20,8 @@
 #   2  the seed setup: + limits.requests (never rejects) + request redaction
 #      (cn_id_card, bank_card) + JSON access log to a file, vs nginx + Lua key table +
 #      limit_req + ngx.re.gsub body redaction + log_format json
-#   3  streaming relay: like 1, but "stream": true (an SSE answer of 5 deltas)
+#   3  streaming relay: like 1, but "stream": true (an SSE answer of 11 events, 5
+#      deltas, written by the mock at once); nginx gets `proxy_buffering off`
 #   4  overhead at a fixed rate (LOAD_RATE, default 2000 req/s, oha with latency
 #      correction): direct to the mock vs through sluice and nginx with the scenario-2
 #      configurations; added p50/p99/p99.9 latency
@@ -32,9 +35,13 @@
 # 50), LOAD_RUNS (default 1), LOAD_RATE (default 2000), LOAD_SCENARIOS, LOAD_PIN,
 # LOAD_KEEP=1 (keep the temp dir), LOAD_NO_BUILD=1 (skip cargo build),
 # LOAD_RESULTS (default benches/load/results.md), LOAD_RAW_OUT=FILE (keep the raw TSV;
-# `report.py A.tsv,B.tsv OUT.md` gives medians over several runs), LOAD_PROFILE="1" (or "1 2": also profile
-# sluice and nginx in those scenarios with perf + strace into benches/load/profile.md;
+# `report.py A.tsv,B.tsv OUT.md` gives medians over several runs), LOAD_PROFILE="1 2"
+# (profile sluice and nginx in those scenarios with perf + strace, installing linux-perf
+# and strace if missing, into benches/load/profile.md or LOAD_PROFILE_OUT;
 # LOAD_PROFILE_SECS, default 5).
+#
+# Load generators: wrk (Debian package) for throughput; oha (cargo install, a few minutes
+# once) for scenario 4 only, because wrk has no constant-rate mode and wrk2 is not packaged.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -456,7 +463,7 @@ PY
 
 # profile_pass SCENARIO BODYFILE: perf (DWARF call graphs) of sluice and of the nginx
 # worker under the same wrk load, and syscalls per request (strace -f -c) of both.
-PROFILE_MD="$HERE/profile.md"
+PROFILE_MD="${LOAD_PROFILE_OUT:-$HERE/profile.md}"
 PROFILE_SECS="${LOAD_PROFILE_SECS:-5}"
 profile_pass() {
   local s=$1 body=$2 pdir="$WORK/profile-$1" proxy pid port wpid spid reqs
@@ -468,6 +475,7 @@ profile_pass() {
     LOAD_BODY_FILE="$body" "${LOAD_PIN_CMD[@]}" wrk -t1 -c"$CONNS" -d"$((PROFILE_SECS + 3))s" \
       -s "$HERE/post.lua" "http://127.0.0.1:$port" >"$pdir/wrk-perf-$proxy.out" &
     wpid=$!
+    PIDS+=("$wpid")
     sleep 1.5
     perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$pid" -o "$pdir/$proxy.data" \
       -- sleep "$PROFILE_SECS" >/dev/null 2>&1 || die "perf record failed"
@@ -479,6 +487,7 @@ profile_pass() {
     log "profiling $proxy (scenario $s): strace -f -c over a 3s wrk run"
     strace -f -c -o "$pdir/strace-$proxy.txt" -p "$pid" 2>/dev/null &
     spid=$!
+    PIDS+=("$spid")
     sleep 0.5
     reqs="$(LOAD_BODY_FILE="$body" "${LOAD_PIN_CMD[@]}" wrk -t1 -c"$CONNS" -d3s -s "$HERE/post.lua" \
       "http://127.0.0.1:$port" | sed -n 's/^RESULT requests=\([0-9]*\) .*/\1/p')"
