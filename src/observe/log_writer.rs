@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,38 +73,56 @@ impl Sink {
                         }
                     }
                 }
-                if let (Some(r), true) = (rotation, *size > 0) {
-                    if *size + buf.len() as u64 > r.max_bytes {
-                        *file = None;
-                        rotate(path, r.keep);
-                        match open(path) {
-                            Ok((f, s)) => {
-                                *file = Some(f);
-                                *size = s;
+                let mut rest = buf;
+                while !rest.is_empty() {
+                    // With rotation, write as many whole lines as fit, rotate, go on.
+                    let mut take = rest.len();
+                    if let Some(r) = rotation {
+                        let room = r.max_bytes.saturating_sub(*size) as usize;
+                        if take > room {
+                            take = match rest[..room.min(rest.len())]
+                                .iter()
+                                .rposition(|b| *b == b'\n')
+                            {
+                                Some(i) => i + 1,
+                                // not even one line fits: a fresh file takes it whole
+                                None if *size == 0 => rest
+                                    .iter()
+                                    .position(|b| *b == b'\n')
+                                    .map_or(rest.len(), |i| i + 1),
+                                None => 0,
+                            };
+                        }
+                        if take == 0 {
+                            *file = None;
+                            rotate(path, r.keep);
+                            match open(path) {
+                                Ok((f, s)) => {
+                                    *file = Some(f);
+                                    *size = s;
+                                }
+                                Err(e) => {
+                                    *retry_at = Instant::now() + RETRY_OPEN;
+                                    return Err(e);
+                                }
                             }
-                            Err(e) => {
-                                *retry_at = Instant::now() + RETRY_OPEN;
-                                return Err(e);
-                            }
+                            continue;
                         }
                     }
-                }
-                let f = file
-                    .as_mut()
-                    .ok_or_else(|| std::io::Error::other("log file unavailable"))?;
-                match f.write_all(buf) {
-                    Ok(()) => {
-                        *size += buf.len() as u64;
-                        Ok(())
-                    }
-                    Err(e) => {
+                    let f = file
+                        .as_mut()
+                        .ok_or_else(|| std::io::Error::other("log file unavailable"))?;
+                    if let Err(e) = f.write_all(&rest[..take]) {
                         // Reopen on the next batch (the file may have been removed, the disk
                         // may have space again).
                         *file = None;
                         *retry_at = Instant::now() + RETRY_OPEN;
-                        Err(e)
+                        return Err(e);
                     }
+                    *size += take as u64;
+                    rest = &rest[take..];
                 }
+                Ok(())
             }
         }
     }
@@ -216,26 +234,46 @@ fn lost(name: &str, dropped: &AtomicU64, n: u64, why: &str) {
     }
 }
 
+/// How often the writer drains the queue. Senders never wake it (`try_send` into a
+/// channel nobody is blocked on costs no syscall), so a busy gateway pays one write per
+/// batch, not a wake-up and a write per line.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+const BATCH: usize = 60 * 1024;
+
 fn run(name: &'static str, mut sink: Sink, rx: Receiver<String>, dropped: Arc<AtomicU64>) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    while let Ok(line) = rx.recv() {
-        let mut lines = 1u64;
-        buf.extend_from_slice(line.as_bytes());
-        buf.push(b'\n');
-        while buf.len() < 60 * 1024 {
+    let mut buf = Vec::with_capacity(BATCH + 4096);
+    loop {
+        let mut lines = 0u64;
+        let mut closed = false;
+        while buf.len() < BATCH {
             match rx.try_recv() {
                 Ok(l) => {
                     buf.extend_from_slice(l.as_bytes());
                     buf.push(b'\n');
                     lines += 1;
                 }
-                Err(_) => break,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
         }
-        if let Err(e) = sink.write(&buf, name) {
-            lost(name, &dropped, lines, &e.to_string());
+        let full = buf.len() >= BATCH;
+        if lines > 0 {
+            if let Err(e) = sink.write(&buf, name) {
+                lost(name, &dropped, lines, &e.to_string());
+            }
+            buf.clear();
         }
-        buf.clear();
+        if closed {
+            return;
+        }
+        if !full {
+            // drained: wait for the next batch (a full batch means more is queued)
+            std::thread::sleep(FLUSH_EVERY);
+        }
     }
 }
 
