@@ -62,6 +62,18 @@ def get(url, token=None):
         return e.code, e.read().decode()
 
 
+def read_jsonl(path, want, timeout=3.0):
+    """The JSON lines of a log once `want` of them are there (logs are written in batches)."""
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        lines = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+        if len(lines) >= want or time.time() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
 def samples(text):
     """{(name, frozenset(labels)): value} for every sample."""
     out = {}
@@ -160,7 +172,7 @@ def test_known_mix_gives_exact_metrics_logs_and_usage(obs):
     assert value(samples(text), "sluice_admin_auth_failures_total") == 2
 
     # access log: one JSON line per request, field by field
-    lines = [json.loads(l) for l in open(os.path.join(obs.dir, "access.log"))]
+    lines = read_jsonl(os.path.join(obs.dir, "access.log"), 10)
     assert len(lines) == 10
     plain = next(l for l in lines if l["request_id"] == "obs-plain-0")
     assert plain["tenant"] == "sdk" and plain["biz"] == "support"
@@ -175,7 +187,7 @@ def test_known_mix_gives_exact_metrics_logs_and_usage(obs):
     assert failed["status"] == 500 and failed["attempts"] == 2
 
     # audit log: same fields plus bodies (bodies: true)
-    audit = [json.loads(l) for l in open(os.path.join(obs.dir, "audit.jsonl"))]
+    audit = read_jsonl(os.path.join(obs.dir, "audit.jsonl"), 10)
     assert len(audit) == 10
     a = next(l for l in audit if l["request_id"] == "obs-plain-0")
     assert a["tenant"] == "sdk" and a["status"] == 200 and a["filters"] == []
