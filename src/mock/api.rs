@@ -311,7 +311,9 @@ pub(crate) async fn handle(
     }
 
     let req = Arc::new(req);
-    ctx.recorder.push(req.clone());
+    if !truthy(req.header("x-mock-no-record")) {
+        ctx.recorder.push(req.clone());
+    }
     let id = next_id(ctx);
 
     if truthy(req.header("x-mock-hang")) {
@@ -764,6 +766,7 @@ async fn messages(
             .unwrap_or(Duration::ZERO),
         disconnect_after: num_header(req, "x-mock-disconnect-after")
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        timestamps: truthy(req.header("x-mock-timestamps")),
     };
     let res = write_stream(stream, id, meta, out, &sse, &ends, &controls).await;
     if res.is_err() {
@@ -777,6 +780,9 @@ struct StreamControls {
     chunk_bytes: Option<usize>,
     event_delay: Duration,
     disconnect_after: Option<usize>,
+    /// Precede each event with a `: ts=<µs since the Unix epoch>` comment line,
+    /// stamped when the event is framed for writing.
+    timestamps: bool,
 }
 
 /// Frames `data` as a chunk (HTTP/1.1) or raw bytes (HTTP/1.0).
@@ -785,6 +791,29 @@ fn frame(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
         push_chunk(out, data);
     } else {
         out.extend_from_slice(data);
+    }
+}
+
+/// Frames one whole SSE event, preceded by a `: ts=…` comment line (the
+/// current wall-clock time in microseconds since the Unix epoch) when `stamp`.
+fn frame_event(out: &mut Vec<u8>, event: &[u8], chunked: bool, stamp: bool) {
+    if !stamp || event.is_empty() {
+        frame(out, event, chunked);
+        return;
+    }
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let line = format!(": ts={micros}\n");
+    if chunked {
+        use std::io::Write;
+        let _ = write!(out, "{:x}\r\n", line.len() + event.len());
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(event);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(event);
     }
 }
 
@@ -852,7 +881,7 @@ async fn write_stream(
                 }
             }
             None => {
-                frame(out, &sse[sent..end], chunked);
+                frame_event(out, &sse[sent..end], chunked, controls.timestamps);
                 sent = end;
             }
         }

@@ -53,6 +53,8 @@
 //! | `x-mock-event-delay-ms: N`     | sleep `N` ms between SSE events (each event is written as soon as it is produced) |
 //! | `x-mock-disconnect-after: N`   | close the TCP connection (FIN, no terminating chunk) after `N` SSE events |
 //! | `x-mock-error-after: N`        | after `N` SSE events send an `overloaded_error` `error` event and end the stream properly |
+//! | `x-mock-timestamps: 1`         | precede every SSE event with a comment line `: ts=<µs since the Unix epoch>`, taken when the event is written (load tests measure relay latency with it; SSE clients ignore comments; not applied with `x-mock-chunk-bytes`) |
+//! | `x-mock-no-record: 1`          | do not keep this request in the recorder (large-body load tests) |
 //!
 //! SSE events are counted from 1: `message_start`, `ping`,
 //! `content_block_start`, the deltas, `content_block_stop`, `message_delta`,

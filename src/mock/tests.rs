@@ -403,6 +403,75 @@ async fn event_delay_streams_progressively() {
 }
 
 #[tokio::test]
+async fn timestamps_stamp_each_event_when_written() {
+    let s = server().await;
+    let mut c = Client::connect(s.addr()).await;
+    let now_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    };
+    let before = now_us();
+    let r = c
+        .request(
+            "POST",
+            "/v1/messages",
+            &[
+                ("x-mock-timestamps", "1"),
+                ("x-mock-event-delay-ms", "20"),
+                ("x-mock-deltas", "2"),
+            ],
+            CREATE_STREAM,
+        )
+        .await;
+    let after = now_us();
+    // Every event starts with its `: ts=` comment line; without those lines the
+    // stream is exactly the normal one.
+    let text = r.text();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 8);
+    let mut stamps = Vec::new();
+    for e in &events {
+        let (first, _) = e.split_once('\n').unwrap();
+        let ts: u64 = first.strip_prefix(": ts=").unwrap().parse().unwrap();
+        stamps.push(ts);
+    }
+    assert!(stamps[0] >= before && *stamps.last().unwrap() <= after);
+    for w in stamps.windows(2) {
+        // Stamped when written: 20 ms apart, not all at rendering time.
+        assert!(w[1] >= w[0] + 15_000, "{stamps:?}");
+    }
+    let stripped: String = text
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with(": ts="))
+        .collect();
+    let plain = Resp {
+        body: stripped.into_bytes(),
+        ..r
+    };
+    check_stream(&plain, 2);
+
+    // Without the header: no comment lines.
+    let r = c.request("POST", "/v1/messages", &[], CREATE_STREAM).await;
+    assert!(!r.text().contains(": ts="));
+    check_stream(&r, 5);
+}
+
+#[tokio::test]
+async fn no_record_header_skips_the_recorder() {
+    let s = server().await;
+    let mut c = Client::connect(s.addr()).await;
+    let r = c
+        .request("POST", "/v1/messages", &[("x-mock-no-record", "1")], CREATE)
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(s.requests().is_empty());
+    c.request("POST", "/v1/messages", &[], CREATE).await;
+    assert_eq!(s.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn keep_alive_two_requests() {
     let s = server().await;
     let mut c = Client::connect(s.addr()).await;
