@@ -50,7 +50,7 @@ fn all_limits() -> TenantLimits {
             daily_requests: Some(u64::MAX / 2),
             daily_tokens: Some(u64::MAX / 2),
             warn_at: 0.8,
-            utc_offset_secs: 0,
+            ..Default::default()
         }),
     }
 }
@@ -60,6 +60,7 @@ fn admit_req<'a>(tenant: &'a str, limits: &'a TenantLimits, est: u64) -> AdmitRe
         tenant,
         limits,
         token_estimate: est,
+        cost_estimate: 0,
         lease_id: "bench-lease",
         lease_ttl_ns: 60 * S,
         unix_secs: 1_700_000_000,
@@ -72,6 +73,9 @@ fn settle_req<'a>(tenant: &'a str, limits: &'a TenantLimits) -> SettleRequest<'a
         limits,
         reserved: 100,
         used: 80,
+        cost_reserved: 0,
+        cost_used: 0,
+        admitted_unix_secs: 0,
         lease_id: "bench-lease",
         release_concurrency: true,
         unix_secs: 1_700_000_000,

@@ -150,6 +150,17 @@ impl PriceTable {
         Some(units as f64 / COST_SCALE)
     }
 
+    /// [`Self::estimate`] in millionths of the currency unit, rounded up (for spend
+    /// reservations held in integer counters).
+    pub fn estimate_micros(&self, model: &str, input_tokens: u64, max_tokens: u64) -> Option<u64> {
+        let e = self.entry(model)?;
+        let [p_in, p_out, p_cw, p_cr] = e.micros;
+        let dearest = p_in.max(p_cw).max(p_cr);
+        let units = u128::from(input_tokens) * u128::from(dearest)
+            + u128::from(max_tokens) * u128::from(p_out);
+        Some(u64::try_from(units.div_ceil(1_000_000)).unwrap_or(u64::MAX))
+    }
+
     pub fn currency(&self) -> &str {
         &self.currency
     }
@@ -355,6 +366,13 @@ mod tests {
         assert_eq!(t.estimate("claude-sonnet-4-5", 10_000, 1_000), Some(0.0525));
         let u = usage(0, 1_000, 10_000, 0);
         assert!(t.cost("claude-sonnet-4-5", &u) <= t.estimate("claude-sonnet-4-5", 10_000, 1_000));
+        let micros = t.estimate_micros("claude-sonnet-4-5", 10_000, 1_000);
+        assert!(t.cost_micros("claude-sonnet-4-5", &u) <= micros);
+        assert_eq!(
+            micros.map(|m| m as f64 / 1e6),
+            t.estimate("claude-sonnet-4-5", 10_000, 1_000)
+        );
+        assert_eq!(t.estimate_micros("gpt-4o", 1, 1), None);
     }
 
     #[test]

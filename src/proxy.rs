@@ -520,10 +520,23 @@ impl Gateway {
             .map_or(Duration::from_secs(900), |u| u.timeouts.total)
             + Duration::from_secs(60);
         let lease_id = new_request_id();
+        // Spend quotas reserve the worst case: every input token at the dearest input
+        // rate plus max_tokens of output (reconciled from usage at the end).
+        let cost_estimate = match (&tenant.limits.quota, &cfg.pricing, max_tokens) {
+            (Some(q), Some(p), Some(m)) if q.limits_cost() => p
+                .estimate_micros(
+                    ctx.model.as_deref().unwrap_or(""),
+                    estimate_input_tokens(body_len),
+                    m,
+                )
+                .unwrap_or(0),
+            _ => 0,
+        };
         let req = AdmitRequest {
             tenant: &tenant.name,
             limits: &tenant.limits,
             token_estimate: estimate,
+            cost_estimate,
             lease_id: &lease_id,
             lease_ttl_ns: lease_ttl.as_nanos() as u64,
             unix_secs: Limiter::now_unix(),
@@ -544,6 +557,7 @@ impl Gateway {
             &tenant.name,
             &tenant.limits,
             estimate,
+            cost_estimate,
             &lease_id,
             used,
         ));
@@ -712,10 +726,12 @@ impl Gateway {
             }
         }
         if let (Some(t), Some(a)) = (tenant, &ctx.ratelimit) {
-            if let (Some(q), Some((reqs, toks))) = (&t.limits.quota, a.quota_used) {
+            if let (Some(q), Some(u)) = (&t.limits.quota, a.quota_used) {
                 for (name, used, limit) in [
-                    ("requests", reqs, q.daily_requests),
-                    ("tokens", toks, q.daily_tokens),
+                    ("requests", u.requests, q.daily_requests),
+                    ("tokens", u.tokens, q.daily_tokens),
+                    ("daily_cost", u.day_cost, q.daily_cost),
+                    ("monthly_cost", u.month_cost, q.monthly_cost),
                 ] {
                     if let Some(l) = limit.filter(|l| *l > 0) {
                         let ratio = used as f64 / l as f64;
@@ -886,7 +902,19 @@ impl ProxyHttp for Gateway {
             } else {
                 0
             };
-            guard.finish(used).await;
+            // Spend is reconciled from the priced usage (cache reads included: they cost).
+            let cost_used = match ctx.cfg.as_ref().and_then(|c| c.pricing.as_ref()) {
+                Some(p) if ctx.billable && guard.cost_reserved() > 0 => {
+                    let model = ctx
+                        .response_model
+                        .as_deref()
+                        .or(ctx.model.as_deref())
+                        .unwrap_or("");
+                    p.cost_micros(model, u).unwrap_or(0)
+                }
+                _ => 0,
+            };
+            guard.finish(used, cost_used).await;
         }
         self.record_metrics(session, ctx);
         if !self.access_log.enabled() && !self.audit.enabled() {

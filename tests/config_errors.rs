@@ -357,3 +357,41 @@ fn several_problems_are_all_reported() {
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(&file)).collect();
     assert_eq!(lines.len(), 3, "{err}");
 }
+
+#[test]
+fn spend_quota_needs_pricing_and_a_positive_amount() {
+    expect(
+        "      requests: { rate: 100/m, burst: 20 }",
+        "      quota: { daily_cost: 25 }",
+        21,
+        "daily_cost needs a `pricing` table",
+    );
+    expect(
+        "      requests: { rate: 100/m, burst: 20 }",
+        "      quota: { monthly_cost: -3 }",
+        21,
+        "monthly_cost must be a positive amount",
+    );
+}
+
+#[test]
+fn spend_quota_without_catch_all_price_is_a_warning() {
+    let text = VALID.replacen(
+        "      requests: { rate: 100/m, burst: 20 }",
+        "      quota: { daily_cost: 25, monthly_cost: 400 }\npricing:\n  models:\n    - { model: \"claude-sonnet-*\", input: 3, output: 15 }",
+        1,
+    );
+    let (code, out, err, _) = check(&text);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        format!("{out}{err}").contains("match no `pricing` pattern"),
+        "{out}{err}"
+    );
+    // with a catch-all price there is nothing to warn about
+    let (code, out, err, _) = check(&text.replace(
+        "    - { model: \"claude-sonnet-*\", input: 3, output: 15 }",
+        "    - { model: \"claude-sonnet-*\", input: 3, output: 15 }\n    - { model: \"*\", input: 15, output: 75 }",
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(!format!("{out}{err}").contains("pricing"), "{out}{err}");
+}

@@ -128,7 +128,7 @@ fn quota(daily_requests: Option<u64>, daily_tokens: Option<u64>) -> Quota {
         daily_requests,
         daily_tokens,
         warn_at: 0.8,
-        utc_offset_secs: 0,
+        ..Default::default()
     }
 }
 
@@ -137,6 +137,15 @@ fn quota(daily_requests: Option<u64>, daily_tokens: Option<u64>) -> Quota {
 enum Step {
     /// Admit with this token estimate and lease id.
     Admit { est: u64, lease: &'static str },
+    /// Admit with a spend reservation (millionths).
+    AdmitCost { cost: u64, lease: &'static str },
+    /// Settle a spend reservation made at unix time `admitted`.
+    SettleCost {
+        reserved: u64,
+        used: u64,
+        admitted: u64,
+        lease: &'static str,
+    },
     /// Settle a request: reserved, used, lease, release the slot.
     Settle {
         reserved: u64,
@@ -225,11 +234,17 @@ async fn cross_check(
     let mut decisions = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         match step {
-            Admit { est, lease } => {
+            Admit { .. } | AdmitCost { .. } => {
+                let (est, cost, lease) = match step {
+                    Admit { est, lease } => (*est, 0, *lease),
+                    AdmitCost { cost, lease } => (0, *cost, *lease),
+                    _ => unreachable!(),
+                };
                 let req = AdmitRequest {
                     tenant,
                     limits,
-                    token_estimate: *est,
+                    token_estimate: est,
+                    cost_estimate: cost,
                     lease_id: lease,
                     lease_ttl_ns: 60 * S,
                     unix_secs: unix,
@@ -252,8 +267,32 @@ async fn cross_check(
                     limits,
                     reserved: *reserved,
                     used: *used,
+                    cost_reserved: 0,
+                    cost_used: 0,
+                    admitted_unix_secs: unix,
                     lease_id: lease,
                     release_concurrency: *release,
+                    unix_secs: unix,
+                };
+                m.settle_at(&req, now);
+                r.settle(&req).await.expect("redis settle");
+            }
+            SettleCost {
+                reserved,
+                used,
+                admitted,
+                lease,
+            } => {
+                let req = SettleRequest {
+                    tenant,
+                    limits,
+                    reserved: 0,
+                    used: 0,
+                    cost_reserved: *reserved,
+                    cost_used: *used,
+                    admitted_unix_secs: *admitted,
+                    lease_id: lease,
+                    release_concurrency: true,
                     unix_secs: unix,
                 };
                 m.settle_at(&req, now);
@@ -462,8 +501,106 @@ async fn matches_memory_quotas() {
         vec![None, None, Some(QT), None, None, None, Some(QR), None]
     );
     assert_eq!(d[2].retry_after_ns, (86_400 - 1000) * S);
-    assert_eq!(d[2].quota_used, Some((2, 550)));
-    assert_eq!(d[6].quota_used, Some((3, 0)));
+    let used = |d: &Admission| d.quota_used.map(|u| (u.requests, u.tokens));
+    assert_eq!(used(&d[2]), Some((2, 550)));
+    assert_eq!(used(&d[6]), Some((3, 0)));
+}
+
+#[tokio::test]
+async fn matches_memory_spend_quotas() {
+    let server = RedisServer::start();
+    let r = backend(&server).await;
+    // 1.00 a day, 1.50 a month (millionths)
+    let l = TenantLimits {
+        quota: Some(Quota {
+            daily_cost: Some(1_000_000),
+            monthly_cost: Some(1_500_000),
+            warn_at: 0.8,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let t0 = 1_764_000_000; // 2025-11-24 16:00 UTC
+    let steps = [
+        Unix(t0),
+        AdmitCost {
+            cost: 600_000,
+            lease: "a",
+        },
+        AdmitCost {
+            cost: 600_000,
+            lease: "b",
+        }, // admitted: 0.60 < 1.00
+        AdmitCost {
+            cost: 1,
+            lease: "c",
+        }, // refused: reservations fill the day
+        SettleCost {
+            reserved: 600_000,
+            used: 100_000,
+            admitted: t0,
+            lease: "a",
+        },
+        SettleCost {
+            reserved: 600_000,
+            used: 100_000,
+            admitted: t0,
+            lease: "b",
+        },
+        AdmitCost {
+            cost: 700_000,
+            lease: "d",
+        }, // 0.20 spent: room again
+        Unix(t0 + 9 * 3600), // the next day
+        AdmitCost {
+            cost: 700_000,
+            lease: "e",
+        }, // month: 0.90 + 0.70
+        AdmitCost {
+            cost: 1,
+            lease: "f",
+        }, // refused: the month is spent
+        // yesterday's reservation settles late: only the month is corrected
+        SettleCost {
+            reserved: 700_000,
+            used: 0,
+            admitted: t0,
+            lease: "d",
+        },
+        AdmitCost {
+            cost: 0,
+            lease: "g",
+        },
+    ];
+    let d = cross_check(&r, "spend", &l, &steps).await;
+    use LimitReason::{QuotaCostDaily as CD, QuotaCostMonthly as CM};
+    assert_eq!(
+        refusals(&d),
+        vec![None, None, Some(CD), None, None, Some(CM), None]
+    );
+    assert_eq!(d[2].retry_after_ns, 8 * 3600 * S);
+    assert_eq!(d[5].retry_after_ns, (6 * 86_400 - 3600) * S);
+    let cost = |d: &Admission| d.quota_used.map(|u| (u.day_cost, u.month_cost));
+    assert_eq!(cost(&d[3]), Some((900_000, 900_000)));
+    assert_eq!(cost(&d[4]), Some((700_000, 1_600_000)));
+    assert_eq!(cost(&d[6]), Some((700_000, 900_000)));
+    // the month's hash holds the month's spend and expires (35 days after its last write)
+    let month = Quota::default().month(t0).0;
+    let mut raw = raw(&server).await;
+    let key = r.tenant_key("spend", &format!("qm:{month}"));
+    let c: i64 = redis::cmd("HGET")
+        .arg(&key)
+        .arg("c")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(c, 900_000);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(ttl > 34 * 86_400 && ttl <= 35 * 86_400, "TTL {ttl}");
 }
 
 #[tokio::test]
@@ -540,6 +677,7 @@ async fn admissions_are_atomic_across_clients() {
                     tenant: "race",
                     limits: &limits,
                     token_estimate: 0,
+                    cost_estimate: 0,
                     lease_id: "l",
                     lease_ttl_ns: S,
                     unix_secs: 0,
@@ -574,6 +712,7 @@ async fn concurrency_leases_release_and_expire() {
         tenant: "leases",
         limits: &l,
         token_estimate: 0,
+        cost_estimate: 0,
         lease_id: lease,
         lease_ttl_ns: ttl_ns,
         unix_secs: 0,
@@ -583,6 +722,9 @@ async fn concurrency_leases_release_and_expire() {
         limits: &l,
         reserved: 0,
         used: 0,
+        cost_reserved: 0,
+        cost_used: 0,
+        admitted_unix_secs: 0,
         lease_id: lease,
         release_concurrency: true,
         unix_secs: 0,
@@ -639,6 +781,7 @@ async fn every_key_expires_on_its_own() {
         tenant,
         limits: &l,
         token_estimate: 500,
+        cost_estimate: 0,
         lease_id: "a",
         lease_ttl_ns: 30 * S,
         unix_secs: unix,
@@ -649,6 +792,9 @@ async fn every_key_expires_on_its_own() {
         limits: &l,
         reserved: 500,
         used: 700,
+        cost_reserved: 0,
+        cost_used: 0,
+        admitted_unix_secs: 0,
         lease_id: "zzz", // another lease: "a" stays
         release_concurrency: true,
         unix_secs: unix,
@@ -759,6 +905,7 @@ async fn redis_down_fails_fast_and_recovers() {
         tenant: "down",
         limits: &l,
         token_estimate: 0,
+        cost_estimate: 0,
         lease_id: "x",
         lease_ttl_ns: S,
         unix_secs: 0,
@@ -768,6 +915,9 @@ async fn redis_down_fails_fast_and_recovers() {
         limits: &l,
         reserved: 0,
         used: 0,
+        cost_reserved: 0,
+        cost_used: 0,
+        admitted_unix_secs: 0,
         lease_id: "x",
         release_concurrency: true,
         unix_secs: 0,
@@ -887,6 +1037,7 @@ async fn hung_redis_times_out_after_250_ms() {
         tenant: "hung",
         limits: &l,
         token_estimate: 0,
+        cost_estimate: 0,
         lease_id: "x",
         lease_ttl_ns: S,
         unix_secs: 0,

@@ -344,3 +344,129 @@ async fn usage_is_priced_exactly_streamed_and_not() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daily_cost_quota_reserves_then_stops_the_tenant_with_quota_cost() {
+    let (_mock, url) = start_mock();
+    // $1,000 per million tokens either way = $0.001 a token; 2.50 a day for team-a
+    let cfg = format!(
+        "{}pricing:\n  currency: USD\n  models:\n    - {{ model: \"*\", input: 1000, output: 1000 }}\n",
+        default_config().replace(
+            "    biz: support\n",
+            "    biz: support\n    limits:\n      quota: { daily_cost: 2.5, warn_at: 80% }\n"
+        )
+    );
+    let gw = start_gateway_with(&cfg, &url);
+    let post = |id: String, max_tokens: u64, extra: Option<(&'static str, &'static str)>| {
+        let mut body = message_body(false);
+        body["max_tokens"] = max_tokens.into();
+        let mut rb = client()
+            .post(gw.url("/v1/messages"))
+            .header("x-api-key", TENANT_KEY)
+            .header("x-request-id", id)
+            .json(&body);
+        if let Some((k, v)) = extra {
+            rb = rb.header(k, v);
+        }
+        rb.send()
+    };
+    let reason = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-sluice-reason")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+
+    // 1. Five concurrent requests, each reserving its worst case (~30 input tokens +
+    //    max_tokens 1000 = ~$1.03): the first three fit under $2.50 (0, 1.03, 2.06 spent
+    //    or reserved when they arrive), the other two are refused while those run.
+    let slow = Some(("x-mock-latency-ms", "500"));
+    let rs =
+        futures_util::future::join_all((0..5).map(|i| post(format!("cost-par-{i}"), 1000, slow)))
+            .await;
+    let mut statuses: Vec<(u16, String)> = rs
+        .into_iter()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.status().as_u16(), reason(&r))
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            (200, String::new()),
+            (200, String::new()),
+            (200, String::new()),
+            (429, "quota.cost".to_string()),
+            (429, "quota.cost".to_string()),
+        ]
+    );
+
+    // 2. They really cost a few cents each: reconciled, so there is room again.
+    let spent: f64 = (0..5)
+        .filter_map(|i| {
+            let l = gw.access_line(&format!("cost-par-{i}"));
+            (l["status"] == 200).then(|| l["cost"].as_f64().unwrap())
+        })
+        .sum();
+    assert!(spent > 0.0 && spent < 0.5, "spent {spent}");
+    let r = post("cost-after".into(), 1000, None).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", reason(&r));
+
+    // 3. A long answer (~4,000 output tokens, far over its max_tokens reservation) is
+    //    charged in full; the day's spend is then over $2.50 and the tenant is stopped.
+    let r = post("cost-big".into(), 64, Some(("x-mock-body-bytes", "20000")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let big = gw.access_line("cost-big")["cost"].as_f64().unwrap();
+    assert!(big > 2.5, "cost {big}");
+    let r = post("cost-refused".into(), 1, None).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(reason(&r), "quota.cost");
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let to_midnight = 86_400 - now() % 86_400;
+    assert!(retry.abs_diff(to_midnight) <= 2, "retry-after {retry}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(
+        body["error"]["message"],
+        "daily spend quota exhausted for this key"
+    );
+    // the warning (once) and the gauge
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let logs = gw.logs();
+    assert_eq!(
+        logs.matches("quota warning: tenant team-a has spent")
+            .count(),
+        1,
+        "{logs}"
+    );
+    let m = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ratio: f64 = m
+        .lines()
+        .find(|l| {
+            l.starts_with("sluice_quota_used_ratio{")
+                && l.contains("quota=\"daily_cost\"")
+                && l.contains("tenant=\"team-a\"")
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no daily_cost ratio:\n{m}"));
+    assert!(ratio >= 1.0, "ratio {ratio}");
+}

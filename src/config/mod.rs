@@ -206,6 +206,11 @@ impl Config {
             errors: Vec::new(),
             warnings: Vec::new(),
             base,
+            has_pricing: parsed.pricing.is_some(),
+            pricing_catch_all: parsed
+                .pricing
+                .as_ref()
+                .is_some_and(|p| p.models.iter().any(|m| m.model.trim() == "*")),
         };
         let cfg = b.build(parsed, path);
         if b.errors.is_empty() {
@@ -243,6 +248,10 @@ struct Builder {
     /// Relative `file:` secrets are resolved against the current directory first, then
     /// the config's directory.
     base: PathBuf,
+    /// The file has a `pricing` table (spend quotas need one).
+    has_pricing: bool,
+    /// Its model patterns include the catch-all `*`.
+    pricing_catch_all: bool,
 }
 
 impl Builder {
@@ -1163,8 +1172,45 @@ impl Builder {
                         "daily quotas must be greater than zero (omit them for no quota)",
                     );
                 }
-                if q.daily_requests.is_none() && q.daily_tokens.is_none() {
-                    self.err(&p, "a quota needs daily_requests and/or daily_tokens");
+                let mut cost = |key: &str, v: Option<f64>| -> Option<u64> {
+                    let v = v?;
+                    if !(v.is_finite() && v > 0.0 && v <= MAX_COST_QUOTA) {
+                        self.err(
+                            &p.key(key),
+                            format!(
+                                "{key} must be a positive amount of at most {MAX_COST_QUOTA} (omit it for no spend quota)"
+                            ),
+                        );
+                        return None;
+                    }
+                    if !self.has_pricing {
+                        self.err(
+                            &p.key(key),
+                            format!("{key} needs a `pricing` table to turn tokens into money"),
+                        );
+                    }
+                    Some((v * 1e6).round() as u64)
+                };
+                let daily_cost = cost("daily_cost", q.daily_cost);
+                let monthly_cost = cost("monthly_cost", q.monthly_cost);
+                if (daily_cost.is_some() || monthly_cost.is_some())
+                    && self.has_pricing
+                    && !self.pricing_catch_all
+                {
+                    self.warn(
+                        &p,
+                        "spend quota: models that match no `pricing` pattern cost nothing against it; add a catch-all `model: \"*\"` price to count them",
+                    );
+                }
+                if q.daily_requests.is_none()
+                    && q.daily_tokens.is_none()
+                    && q.daily_cost.is_none()
+                    && q.monthly_cost.is_none()
+                {
+                    self.err(
+                        &p,
+                        "a quota needs daily_requests, daily_tokens, daily_cost and/or monthly_cost",
+                    );
                 }
                 let offset = match &q.utc_offset {
                     Some(o) => match units::parse_utc_offset(o) {
@@ -1179,6 +1225,8 @@ impl Builder {
                 Some(Quota {
                     daily_requests: q.daily_requests,
                     daily_tokens: q.daily_tokens,
+                    daily_cost,
+                    monthly_cost,
                     warn_at: q.warn_at.0,
                     utc_offset_secs: offset,
                 })
@@ -1193,6 +1241,9 @@ impl Builder {
         }
     }
 }
+
+/// The largest `daily_cost` / `monthly_cost` (kept in millionths in 64-bit counters).
+const MAX_COST_QUOTA: f64 = 1e12;
 
 fn check_header_value(v: &str) -> Result<(), String> {
     if v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {

@@ -546,12 +546,15 @@ pub struct TokensLimit {
     pub burst: Option<u64>,
 }
 
-/// `quota: {daily_tokens, daily_requests, warn_at, utc_offset}`.
+/// `quota: {daily_tokens, daily_requests, daily_cost, monthly_cost, warn_at, utc_offset}`.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaLimit {
     pub daily_tokens: Option<u64>,
     pub daily_requests: Option<u64>,
+    /// Spend per day / calendar month in the `pricing` currency (needs `pricing`).
+    pub daily_cost: Option<f64>,
+    pub monthly_cost: Option<f64>,
     #[serde(default = "default_warn_at")]
     pub warn_at: Percent,
     /// `+08:00`, `-05:00`, `Z` (default: UTC).

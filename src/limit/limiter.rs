@@ -181,13 +181,15 @@ impl Limiter {
         self.memory.client_ip_at(key, bucket, self.memory.now_ns())
     }
 
-    /// Log (once per tenant, quota and day) when use crosses `warn_at`.
+    /// Log (once per tenant, quota and day — or month) when use crosses `warn_at`.
     fn check_warnings(&self, tenant: &str, limits: &TenantLimits, a: &Admission) {
-        let (Some(q), Some((reqs, toks))) = (&limits.quota, a.quota_used) else {
+        let (Some(q), Some(u)) = (&limits.quota, a.quota_used) else {
             return;
         };
-        let (day, _) = q.day(unix_secs());
-        let check = |kind: &'static str, used: u64, limit: Option<u64>| {
+        let now = unix_secs();
+        let (day, _) = q.day(now);
+        let (month, _) = q.month(now);
+        let check = |kind: &'static str, period: u64, used: u64, limit: Option<u64>| {
             let Some(limit) = limit.filter(|l| *l > 0) else {
                 return;
             };
@@ -195,16 +197,29 @@ impl Limiter {
                 return;
             }
             let mut w = self.warned.lock().unwrap_or_else(|p| p.into_inner());
-            if w.insert((tenant.to_string(), kind, day)) {
+            if w.len() > 100_000 {
+                w.clear(); // bounded: at worst a warning is repeated
+            }
+            if w.insert((tenant.to_string(), kind, period)) {
                 self.quota_warnings.fetch_add(1, Ordering::Relaxed);
-                log::warn!(
-                    "quota warning: tenant {tenant} has used {used} of {limit} daily {kind} ({:.0}%)",
-                    used as f64 * 100.0 / limit as f64
-                );
+                let pct = used as f64 * 100.0 / limit as f64;
+                if kind.ends_with("cost") {
+                    log::warn!(
+                        "quota warning: tenant {tenant} has spent {:.2} of its {kind} {:.2} ({pct:.0}%)",
+                        used as f64 / 1e6,
+                        limit as f64 / 1e6
+                    );
+                } else {
+                    log::warn!(
+                        "quota warning: tenant {tenant} has used {used} of {limit} daily {kind} ({pct:.0}%)"
+                    );
+                }
             }
         };
-        check("requests", reqs, q.daily_requests);
-        check("tokens", toks, q.daily_tokens);
+        check("requests", day, u.requests, q.daily_requests);
+        check("tokens", day, u.tokens, q.daily_tokens);
+        check("daily_cost", day, u.day_cost, q.daily_cost);
+        check("monthly_cost", month, u.month_cost, q.monthly_cost);
     }
 
     pub fn now_unix() -> u64 {
@@ -220,6 +235,8 @@ pub struct LimitGuard {
     tenant: String,
     limits: TenantLimits,
     reserved: u64,
+    cost_reserved: u64,
+    admitted_unix_secs: u64,
     lease_id: String,
     used_backend: Used,
     done: bool,
@@ -231,6 +248,7 @@ impl LimitGuard {
         tenant: &str,
         limits: &TenantLimits,
         reserved: u64,
+        cost_reserved: u64,
         lease_id: &str,
         used_backend: Used,
     ) -> Self {
@@ -239,6 +257,8 @@ impl LimitGuard {
             tenant: tenant.to_string(),
             limits: limits.clone(),
             reserved,
+            cost_reserved,
+            admitted_unix_secs: unix_secs(),
             lease_id: lease_id.to_string(),
             used_backend,
             done: false,
@@ -249,14 +269,22 @@ impl LimitGuard {
         self.reserved
     }
 
-    /// The request is over and used `used` tokens.
-    pub async fn finish(mut self, used: u64) {
+    /// Spend reserved at admission, millionths.
+    pub fn cost_reserved(&self) -> u64 {
+        self.cost_reserved
+    }
+
+    /// The request is over: it used `used` tokens and cost `cost_used` millionths.
+    pub async fn finish(mut self, used: u64, cost_used: u64) {
         self.done = true;
         let req = SettleRequest {
             tenant: &self.tenant,
             limits: &self.limits,
             reserved: self.reserved,
             used,
+            cost_reserved: self.cost_reserved,
+            cost_used,
+            admitted_unix_secs: self.admitted_unix_secs,
             lease_id: &self.lease_id,
             release_concurrency: true,
             unix_secs: unix_secs(),
@@ -275,6 +303,8 @@ impl Drop for LimitGuard {
         let limits = self.limits.clone();
         let lease_id = std::mem::take(&mut self.lease_id);
         let reserved = self.reserved;
+        let cost_reserved = self.cost_reserved;
+        let admitted_unix_secs = self.admitted_unix_secs;
         let used_backend = self.used_backend;
         let settle = async move {
             let req = SettleRequest {
@@ -282,6 +312,9 @@ impl Drop for LimitGuard {
                 limits: &limits,
                 reserved,
                 used: reserved,
+                cost_reserved,
+                cost_used: cost_reserved,
+                admitted_unix_secs,
                 lease_id: &lease_id,
                 release_concurrency: true,
                 unix_secs: unix_secs(),

@@ -3,7 +3,8 @@
 //! a few integer operations.
 
 use super::{
-    Admission, AdmitRequest, Backend, BackendError, BucketState, Gcra, LimitReason, SettleRequest,
+    Admission, AdmitRequest, Backend, BackendError, BucketState, Gcra, LimitReason, QuotaUse,
+    SettleRequest,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,6 +19,10 @@ struct TenantState {
     day: u64,
     day_requests: u64,
     day_tokens: u64,
+    /// Spend today and this month, millionths (settled + in-flight reservations).
+    day_cost: u64,
+    month: u64,
+    month_cost: u64,
 }
 
 const SHARDS: usize = 32;
@@ -118,7 +123,29 @@ fn roll_day(s: &mut TenantState, day: u64) {
         s.day = day;
         s.day_requests = 0;
         s.day_tokens = 0;
+        s.day_cost = 0;
     }
+}
+
+fn roll_month(s: &mut TenantState, month: u64) {
+    if s.month != month {
+        s.month = month;
+        s.month_cost = 0;
+    }
+}
+
+fn quota_use(s: &TenantState) -> QuotaUse {
+    QuotaUse {
+        requests: s.day_requests,
+        tokens: s.day_tokens,
+        day_cost: s.day_cost,
+        month_cost: s.month_cost,
+    }
+}
+
+/// `v + delta`, kept within `0..=u64::MAX`.
+fn add_signed(v: u64, delta: i128) -> u64 {
+    (i128::from(v) + delta).clamp(0, i128::from(u64::MAX)) as u64
 }
 
 fn state_of(bucket: &Gcra, tat: u64, now: u64) -> BucketState {
@@ -147,13 +174,25 @@ fn decide(s: &mut TenantState, req: &AdmitRequest<'_>, now: u64) -> Admission {
     if let Some(q) = &l.quota {
         let (day, left) = q.day(req.unix_secs);
         roll_day(s, day);
-        out.quota_used = Some((s.day_requests, s.day_tokens));
+        let (month, month_left) = q.month(req.unix_secs);
+        roll_month(s, month);
+        out.quota_used = Some(quota_use(s));
         let left_ns = left * 1_000_000_000;
         if q.daily_requests.is_some_and(|lim| s.day_requests >= lim) {
             return refuse(out, LimitReason::QuotaRequests, left_ns);
         }
         if q.daily_tokens.is_some_and(|lim| s.day_tokens >= lim) {
             return refuse(out, LimitReason::QuotaTokens, left_ns);
+        }
+        if q.daily_cost.is_some_and(|lim| s.day_cost >= lim) {
+            return refuse(out, LimitReason::QuotaCostDaily, left_ns);
+        }
+        if q.monthly_cost.is_some_and(|lim| s.month_cost >= lim) {
+            return refuse(
+                out,
+                LimitReason::QuotaCostMonthly,
+                month_left * 1_000_000_000,
+            );
         }
     }
     let mut req_check = None;
@@ -195,7 +234,9 @@ fn decide(s: &mut TenantState, req: &AdmitRequest<'_>, now: u64) -> Admission {
     }
     if l.quota.is_some() {
         s.day_requests += 1;
-        out.quota_used = Some((s.day_requests, s.day_tokens));
+        s.day_cost = s.day_cost.saturating_add(req.cost_estimate);
+        s.month_cost = s.month_cost.saturating_add(req.cost_estimate);
+        out.quota_used = Some(quota_use(s));
     }
     out
 }
@@ -211,7 +252,18 @@ fn settle(s: &mut TenantState, req: &SettleRequest<'_>, now: u64) {
     if let Some(q) = &l.quota {
         let (day, _) = q.day(req.unix_secs);
         roll_day(s, day);
-        s.day_tokens += req.used;
+        s.day_tokens = s.day_tokens.saturating_add(req.used);
+        // Spend is reconciled on the day and month the request was admitted in; when
+        // those are over, their counters are gone and there is nothing left to fix.
+        let delta = i128::from(req.cost_used) - i128::from(req.cost_reserved);
+        if delta != 0 {
+            if q.day(req.admitted_unix_secs).0 == s.day {
+                s.day_cost = add_signed(s.day_cost, delta);
+            }
+            if q.month(req.admitted_unix_secs).0 == s.month {
+                s.month_cost = add_signed(s.month_cost, delta);
+            }
+        }
     }
     if req.release_concurrency && l.concurrency.is_some() {
         s.active = s.active.saturating_sub(1);
@@ -257,7 +309,7 @@ mod tests {
                 daily_requests: Some(5),
                 daily_tokens: Some(2000),
                 warn_at: 0.8,
-                utc_offset_secs: 0,
+                ..Default::default()
             }),
         }
     }
@@ -267,6 +319,7 @@ mod tests {
             tenant: "t",
             limits: l,
             token_estimate: est,
+            cost_estimate: 0,
             lease_id: "x",
             lease_ttl_ns: 60 * S,
             unix_secs: unix,
@@ -284,6 +337,9 @@ mod tests {
             limits: l,
             reserved,
             used,
+            cost_reserved: 0,
+            cost_used: 0,
+            admitted_unix_secs: unix,
             lease_id: "x",
             release_concurrency: true,
             unix_secs: unix,
@@ -304,7 +360,14 @@ mod tests {
         let c = m.admit_at(&admit(&l, 100, 1000), now);
         assert_eq!(c.refused, Some(LimitReason::Concurrency));
         assert_eq!(c.requests.unwrap().remaining, 1);
-        assert_eq!(c.quota_used, Some((2, 0)));
+        assert_eq!(
+            c.quota_used,
+            Some(QuotaUse {
+                requests: 2,
+                tokens: 0,
+                ..Default::default()
+            })
+        );
         m.settle_at(&settle_req(&l, 100, 10, 1000), now);
         let d = m.admit_at(&admit(&l, 100, 1000), now);
         assert_eq!(d.refused, None);
@@ -341,17 +404,23 @@ mod tests {
         // next day: fresh quota
         let a = m.admit_at(&admit(&l, 10, 86_400 + 5), now + 4 * S);
         assert_eq!(a.refused, None);
-        assert_eq!(a.quota_used, Some((1, 0)));
+        assert_eq!(
+            a.quota_used,
+            Some(QuotaUse {
+                requests: 1,
+                tokens: 0,
+                ..Default::default()
+            })
+        );
     }
 
     #[test]
     fn token_quota_counts_real_usage() {
         let l = TenantLimits {
             quota: Some(Quota {
-                daily_requests: None,
                 daily_tokens: Some(100),
                 warn_at: 1.0,
-                utc_offset_secs: 0,
+                ..Default::default()
             }),
             ..Default::default()
         };
@@ -360,7 +429,81 @@ mod tests {
         m.settle_at(&settle_req(&l, 0, 120, 50), S);
         let a = m.admit_at(&admit(&l, 0, 60), S);
         assert_eq!(a.refused, Some(LimitReason::QuotaTokens));
-        assert_eq!(a.quota_used, Some((1, 120)));
+        assert_eq!(
+            a.quota_used,
+            Some(QuotaUse {
+                requests: 1,
+                tokens: 120,
+                ..Default::default()
+            })
+        );
+    }
+
+    #[test]
+    fn cost_quota_reserves_then_reconciles() {
+        // 1.00 a day (1_000_000 millionths), 1.50 a month
+        let l = TenantLimits {
+            quota: Some(Quota {
+                daily_cost: Some(1_000_000),
+                monthly_cost: Some(1_500_000),
+                warn_at: 0.8,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let m = MemoryBackend::new();
+        let t0 = 1_764_000_000; // 2025-11-24 16:00 UTC
+        let adm = |cost: u64, unix: u64| {
+            let mut a = admit(&l, 0, unix);
+            a.cost_estimate = cost;
+            m.admit_at(&a, S)
+        };
+        // two requests in flight reserve 0.60 each: the second is admitted (0.60 < 1.00),
+        // a third is refused while both reservations stand
+        assert_eq!(adm(600_000, t0).refused, None);
+        let b = adm(600_000, t0);
+        assert_eq!(b.refused, None);
+        assert_eq!(b.quota_used.map(|u| u.day_cost), Some(1_200_000));
+        let c = adm(1, t0);
+        assert_eq!(c.refused, Some(LimitReason::QuotaCostDaily));
+        assert_eq!(c.retry_after_ns, 8 * 3600 * S);
+        // both really cost 0.10: reconciled down to 0.20, so there is room again
+        let done = |unix: u64| {
+            let mut s = settle_req(&l, 0, 0, unix);
+            s.cost_reserved = 600_000;
+            s.cost_used = 100_000;
+            s.admitted_unix_secs = t0;
+            s
+        };
+        m.settle_at(&done(t0 + 5), S);
+        m.settle_at(&done(t0 + 5), S);
+        let d = adm(700_000, t0 + 10);
+        assert_eq!(d.refused, None);
+        assert_eq!(d.quota_used.map(|u| u.day_cost), Some(900_000));
+        // next day: the day counter is fresh, the month still remembers 0.90
+        let next = t0 + 9 * 3600;
+        let e = adm(700_000, next);
+        assert_eq!(e.refused, None);
+        assert_eq!(
+            e.quota_used.map(|u| (u.day_cost, u.month_cost)),
+            Some((700_000, 1_600_000))
+        );
+        // the month is spent: refused until December starts (5 days 23 h away)
+        let f = adm(1, next + 60);
+        assert_eq!(f.refused, Some(LimitReason::QuotaCostMonthly));
+        assert_eq!(f.retry_after_ns, (6 * 86_400 - 3600 - 60) * S);
+        // a settle for yesterday's admission does not touch today's counter
+        let mut late = settle_req(&l, 0, 0, next + 70);
+        late.cost_reserved = 700_000;
+        late.cost_used = 0;
+        late.admitted_unix_secs = t0 + 10;
+        m.settle_at(&late, S);
+        let g = adm(0, next + 80);
+        assert_eq!(
+            g.quota_used.map(|u| (u.day_cost, u.month_cost)),
+            Some((700_000, 900_000))
+        );
+        assert_eq!(g.refused, None);
     }
 
     #[test]

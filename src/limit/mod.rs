@@ -43,11 +43,15 @@ pub struct RequestLimit {
     pub delay: bool,
 }
 
-/// `quota: {daily_requests, daily_tokens, warn_at, utc_offset}`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `quota: {daily_requests, daily_tokens, daily_cost, monthly_cost, warn_at, utc_offset}`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Quota {
     pub daily_requests: Option<u64>,
     pub daily_tokens: Option<u64>,
+    /// Spend per quota day, in millionths of the `pricing` currency.
+    pub daily_cost: Option<u64>,
+    /// Spend per calendar month (in the quota's time zone), in millionths.
+    pub monthly_cost: Option<u64>,
     /// Fraction (0–1] at which a warning is logged once per day.
     pub warn_at: f64,
     /// Offset of the quota day from UTC, in seconds.
@@ -62,6 +66,58 @@ impl Quota {
         let left = 86_400 - local.rem_euclid(86_400);
         (day.max(0) as u64, left as u64)
     }
+
+    /// The quota month (`year * 12 + month - 1`) and the seconds left in it.
+    pub fn month(&self, unix_secs: u64) -> (u64, u64) {
+        let local = unix_secs as i64 + self.utc_offset_secs;
+        let days = local.div_euclid(86_400);
+        let (y, m) = civil_from_days(days);
+        let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+        let next = days_from_civil(ny, nm, 1);
+        let left = (next - days) * 86_400 - local.rem_euclid(86_400);
+        (((y * 12 + m as i64 - 1).max(0)) as u64, left.max(1) as u64)
+    }
+
+    /// Does this quota limit spend?
+    pub fn limits_cost(&self) -> bool {
+        self.daily_cost.is_some() || self.monthly_cost.is_some()
+    }
+}
+
+/// (year, month 1–12) of a day number since 1970-01-01 (proleptic Gregorian;
+/// H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m as u32)
+}
+
+/// Day number since 1970-01-01 of a civil date (`days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// One tenant's use of its quotas (the day's and the month's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuotaUse {
+    pub requests: u64,
+    pub tokens: u64,
+    /// Spend today, millionths (settled, plus reservations of requests in flight).
+    pub day_cost: u64,
+    /// Spend this month, millionths (likewise).
+    pub month_cost: u64,
 }
 
 /// Which limit refused a request; its `x-sluice-reason`.
@@ -73,6 +129,8 @@ pub enum LimitReason {
     Concurrency,
     QuotaRequests,
     QuotaTokens,
+    QuotaCostDaily,
+    QuotaCostMonthly,
 }
 
 impl LimitReason {
@@ -84,6 +142,7 @@ impl LimitReason {
             LimitReason::Concurrency => "limit.tenant.concurrency",
             LimitReason::QuotaRequests => "quota.requests",
             LimitReason::QuotaTokens => "quota.tokens",
+            LimitReason::QuotaCostDaily | LimitReason::QuotaCostMonthly => "quota.cost",
         }
     }
 
@@ -95,6 +154,8 @@ impl LimitReason {
             LimitReason::Concurrency => "too many concurrent requests for this key",
             LimitReason::QuotaRequests => "daily request quota exhausted for this key",
             LimitReason::QuotaTokens => "daily token quota exhausted for this key",
+            LimitReason::QuotaCostDaily => "daily spend quota exhausted for this key",
+            LimitReason::QuotaCostMonthly => "monthly spend quota exhausted for this key",
         }
     }
 
@@ -107,6 +168,8 @@ impl LimitReason {
             4 => LimitReason::QuotaRequests,
             5 => LimitReason::QuotaTokens,
             6 => LimitReason::ClientIp,
+            7 => LimitReason::QuotaCostDaily,
+            8 => LimitReason::QuotaCostMonthly,
             _ => return None,
         })
     }
@@ -119,6 +182,8 @@ impl LimitReason {
             LimitReason::QuotaRequests => 4,
             LimitReason::QuotaTokens => 5,
             LimitReason::ClientIp => 6,
+            LimitReason::QuotaCostDaily => 7,
+            LimitReason::QuotaCostMonthly => 8,
         }
     }
 }
@@ -139,6 +204,8 @@ pub struct AdmitRequest<'a> {
     pub limits: &'a TenantLimits,
     /// Token estimate to reserve (0 = not token-limited for this request).
     pub token_estimate: u64,
+    /// Worst-case cost to reserve against spend quotas, millionths (0 = none).
+    pub cost_estimate: u64,
     /// Unique id of this request (concurrency lease).
     pub lease_id: &'a str,
     /// How long a concurrency lease may live if never released (crashed instance).
@@ -156,8 +223,8 @@ pub struct Admission {
     pub delay_ns: u64,
     pub requests: Option<BucketState>,
     pub tokens: Option<BucketState>,
-    /// Today's use after this decision (requests, tokens), when a quota is set.
-    pub quota_used: Option<(u64, u64)>,
+    /// Quota use after this decision (before it, when refused), when a quota is set.
+    pub quota_used: Option<QuotaUse>,
 }
 
 /// What to do when a request is over.
@@ -169,6 +236,12 @@ pub struct SettleRequest<'a> {
     pub reserved: u64,
     /// Tokens really used (from `usage`).
     pub used: u64,
+    /// Cost reserved at admission and really incurred, millionths. The difference is
+    /// settled on the day and month of `admitted_unix_secs` (a request's spend counts
+    /// where it was admitted).
+    pub cost_reserved: u64,
+    pub cost_used: u64,
+    pub admitted_unix_secs: u64,
     pub lease_id: &'a str,
     pub release_concurrency: bool,
     pub unix_secs: u64,
@@ -205,10 +278,8 @@ mod tests {
     #[test]
     fn quota_days() {
         let q = Quota {
-            daily_requests: None,
-            daily_tokens: None,
             warn_at: 0.8,
-            utc_offset_secs: 0,
+            ..Default::default()
         };
         assert_eq!(q.day(86_400 * 3 + 10), (3, 86_390));
         let q8 = Quota {
@@ -221,6 +292,31 @@ mod tests {
     }
 
     #[test]
+    fn quota_months() {
+        let q = Quota::default();
+        // 1970-01-01 00:00:00: month 1970*12, 31 days left
+        assert_eq!(q.month(0), (1970 * 12, 31 * 86_400));
+        // 2024-02-29 23:59:59 UTC (leap year): one second of February left
+        let feb29_end = 1_709_251_199;
+        assert_eq!(q.month(feb29_end), (2024 * 12 + 1, 1));
+        assert_eq!(q.month(feb29_end + 1), (2024 * 12 + 2, 31 * 86_400));
+        // 2026-12-31 16:00 UTC is 2027-01-01 00:00 in UTC+8
+        let q8 = Quota {
+            utc_offset_secs: 8 * 3600,
+            ..q
+        };
+        let t = 1_798_761_600; // 2027-01-01 00:00 UTC
+        assert_eq!(q8.month(t - 8 * 3600), (2027 * 12, 31 * 86_400));
+        assert_eq!(q8.month(t - 8 * 3600 - 1), (2026 * 12 + 11, 1));
+        // civil date round trip over 200 years
+        for d in (-36_500..36_500).step_by(17) {
+            let (y, m) = civil_from_days(d);
+            let first = days_from_civil(y, m, 1);
+            assert!(first <= d && d - first < 31, "{d}: {y}-{m}");
+        }
+    }
+
+    #[test]
     fn reason_codes_round_trip() {
         for r in [
             LimitReason::ClientIp,
@@ -229,6 +325,8 @@ mod tests {
             LimitReason::Concurrency,
             LimitReason::QuotaRequests,
             LimitReason::QuotaTokens,
+            LimitReason::QuotaCostDaily,
+            LimitReason::QuotaCostMonthly,
         ] {
             assert_eq!(LimitReason::from_code(r.code()), Some(r));
         }

@@ -11,7 +11,9 @@
 //! * `admit` — one `EVALSHA` of [`ADMIT_LUA`]: reads every key, checks, then commits.
 //! * `settle` — one `EVALSHA` of [`SETTLE_LUA`] (none at all when there is nothing to do):
 //!   reconciles the token bucket by `used − reserved` (a refund never goes below empty),
-//!   charges the day's token quota, releases the concurrency lease.
+//!   charges the day's token quota, corrects the spend reserved on the admission's day
+//!   and month by `cost_used − cost_reserved` (never below 0), releases the concurrency
+//!   lease.
 //! * `client_ip` — one `EVALSHA` of [`CLIENT_IP_LUA`].
 //!
 //! Scripts go through [`redis::Script`] (`EVALSHA`, falling back to loading the script
@@ -37,7 +39,8 @@
 //! | `<p>:{<tenant>}:req` | string | request bucket `tat`, ns | `tat` + 1 s |
 //! | `<p>:{<tenant>}:tok` | string | token bucket `tat`, ns | `tat` + 1 s |
 //! | `<p>:{<tenant>}:conc` | zset | lease id → expiry (µs) | latest lease expiry |
-//! | `<p>:{<tenant>}:q:<day>` | hash | `r` requests, `t` tokens | 2 days after last write |
+//! | `<p>:{<tenant>}:q:<day>` | hash | `r` requests, `t` tokens, `c` spend (millionths) | 2 days after last write |
+//! | `<p>:{<tenant>}:qm:<month>` | hash | `c` spend this month (millionths) | 35 days after last write |
 //! | `<p>:ip:<addr>` | string | client-address bucket `tat`, ns | `tat` + 1 s |
 //!
 //! A bucket whose `tat` is in the past is indistinguishable from an absent one, so expiring
@@ -56,7 +59,8 @@
 //! [`BackendError`] whose message never contains the URL or the password.
 
 use super::{
-    Admission, AdmitRequest, Backend, BackendError, BucketState, Gcra, LimitReason, SettleRequest,
+    Admission, AdmitRequest, Backend, BackendError, BucketState, Gcra, LimitReason, QuotaUse,
+    SettleRequest,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script, ScriptInvocation};
@@ -68,6 +72,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const CALL_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a quota day key outlives its last write.
 const QUOTA_KEY_TTL_SECS: u64 = 2 * 86_400;
+/// How long a quota month key outlives its last write (longer than any month).
+const QUOTA_MONTH_KEY_TTL_SECS: u64 = 35 * 86_400;
 /// Concurrency refusals suggest this wait (no schedule frees a slot), as in memory.
 const CONCURRENCY_RETRY_NS: u64 = 1_000_000_000;
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -110,16 +116,18 @@ end
 
 /// The admission decision.
 ///
-/// KEYS: 1 request bucket, 2 token bucket, 3 concurrency zset, 4 quota day hash.
+/// KEYS: 1 request bucket, 2 token bucket, 3 concurrency zset, 4 quota day hash,
+/// 5 quota month hash.
 /// ARGV: 1 request mode (0 none, 1 check), 2 request interval(1) ns, 3 request τ ns,
 /// 4 token mode (0 none, 1 report only, 2 check), 5 token interval(estimate) ns,
 /// 6 token τ ns, 7 concurrency limit (-1 none), 8 lease id, 9 lease ttl µs,
 /// 10 quota (0/1), 11 daily requests (-1 none), 12 daily tokens (-1 none),
-/// 13 quota key ttl s.
+/// 13 quota key ttl s, 14 daily cost (-1 none), 15 monthly cost (-1 none),
+/// 16 cost estimate to reserve, 17 month key ttl s.
 ///
-/// Reply: `{code, request_rel_ns, token_rel_ns, day_requests, day_tokens}` where code 0
-/// is admitted (offsets and counts after the commit) and otherwise a
-/// [`LimitReason::code`] (offsets and counts before, nothing written).
+/// Reply: `{code, request_rel_ns, token_rel_ns, day_requests, day_tokens, day_cost,
+/// month_cost}` where code 0 is admitted (offsets and counts after the commit) and
+/// otherwise a [`LimitReason::code`] (offsets and counts before, nothing written).
 pub const ADMIT_LUA: &str = concat!(
     lua_prelude!(),
     r#"
@@ -134,33 +142,39 @@ local lease_ttl_us = tonumber(ARGV[9])
 local quota = tonumber(ARGV[10])
 local daily_r = tonumber(ARGV[11])
 local daily_t = tonumber(ARGV[12])
+local daily_c = tonumber(ARGV[14])
+local monthly_c = tonumber(ARGV[15])
 
 local req_rel = 0
 if req_mode == 1 then req_rel = rel_of(KEYS[1]) end
 local tok_rel = 0
 if tok_mode >= 1 then tok_rel = rel_of(KEYS[2]) end
-local qr, qt = 0, 0
+local qr, qt, qc, mc = 0, 0, 0, 0
 if quota == 1 then
-  local h = redis.call('HMGET', KEYS[4], 'r', 't')
+  local h = redis.call('HMGET', KEYS[4], 'r', 't', 'c')
   qr = tonumber(h[1]) or 0
   qt = tonumber(h[2]) or 0
-  if daily_r >= 0 and qr >= daily_r then return {4, req_rel, tok_rel, qr, qt} end
-  if daily_t >= 0 and qt >= daily_t then return {5, req_rel, tok_rel, qr, qt} end
+  qc = tonumber(h[3]) or 0
+  mc = tonumber(redis.call('HGET', KEYS[5], 'c')) or 0
+  if daily_r >= 0 and qr >= daily_r then return {4, req_rel, tok_rel, qr, qt, qc, mc} end
+  if daily_t >= 0 and qt >= daily_t then return {5, req_rel, tok_rel, qr, qt, qc, mc} end
+  if daily_c >= 0 and qc >= daily_c then return {7, req_rel, tok_rel, qr, qt, qc, mc} end
+  if monthly_c >= 0 and mc >= monthly_c then return {8, req_rel, tok_rel, qr, qt, qc, mc} end
 end
 local req_new = nil
 if req_mode == 1 then
   req_new = req_rel + req_i1
-  if req_new > req_tau then return {1, req_rel, tok_rel, qr, qt} end
+  if req_new > req_tau then return {1, req_rel, tok_rel, qr, qt, qc, mc} end
 end
 local tok_new = nil
 if tok_mode == 2 then
   tok_new = tok_rel + tok_icost
-  if tok_new > tok_tau then return {2, req_rel, tok_rel, qr, qt} end
+  if tok_new > tok_tau then return {2, req_rel, tok_rel, qr, qt, qc, mc} end
 end
 if conc_limit >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%.0f', now_us))
   if redis.call('ZCARD', KEYS[3]) >= conc_limit then
-    return {3, req_rel, tok_rel, qr, qt}
+    return {3, req_rel, tok_rel, qr, qt, qc, mc}
   end
 end
 
@@ -183,18 +197,25 @@ if conc_limit >= 0 then
 end
 if quota == 1 then
   qr = redis.call('HINCRBY', KEYS[4], 'r', 1)
+  if ARGV[16] ~= '0' then
+    qc = redis.call('HINCRBY', KEYS[4], 'c', ARGV[16])
+    mc = redis.call('HINCRBY', KEYS[5], 'c', ARGV[16])
+  end
   redis.call('EXPIRE', KEYS[4], ARGV[13])
+  if daily_c >= 0 or monthly_c >= 0 then redis.call('EXPIRE', KEYS[5], ARGV[17]) end
 end
-return {0, req_rel, tok_rel, qr, qt}
+return {0, req_rel, tok_rel, qr, qt, qc, mc}
 "#
 );
 
 /// The end of a request.
 ///
-/// KEYS: 1 token bucket, 2 quota day hash, 3 concurrency zset.
+/// KEYS: 1 token bucket, 2 quota day hash, 3 concurrency zset, 4 the admission day's
+/// quota hash, 5 the admission month's quota hash.
 /// ARGV: 1 token mode (0 none, 1 charge, -1 refund), 2 interval(|used − reserved|) ns,
 /// 3 tokens to add to the day (-1 no quota), 4 release (0/1), 5 lease id,
-/// 6 quota key ttl s.  Reply: 1.
+/// 6 quota key ttl s, 7 cost correction (used − reserved, millionths; 0 none),
+/// 8 month key ttl s.  Reply: 1.
 pub const SETTLE_LUA: &str = concat!(
     lua_prelude!(),
     r#"
@@ -216,6 +237,15 @@ if ARGV[3] ~= '-1' then
 end
 if ARGV[4] == '1' then
   redis.call('ZREM', KEYS[3], ARGV[5])
+end
+-- Spend is corrected where it was reserved; a counter that has expired is not revived.
+if ARGV[7] ~= '0' then
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    if redis.call('HINCRBY', KEYS[4], 'c', ARGV[7]) < 0 then redis.call('HSET', KEYS[4], 'c', 0) end
+  end
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    if redis.call('HINCRBY', KEYS[5], 'c', ARGV[7]) < 0 then redis.call('HSET', KEYS[5], 'c', 0) end
+  end
 end
 return 1
 "#
@@ -440,6 +470,11 @@ fn clamp_i64(v: u64) -> u64 {
     v.min(i64::MAX as u64)
 }
 
+/// A cost reservation as a script argument (HINCRBY takes a signed 64-bit integer).
+fn clamp_cost(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
 /// An optional limit as a script argument (-1 = none).
 fn opt_arg(v: Option<u64>) -> String {
     match v {
@@ -453,15 +488,21 @@ impl Backend for RedisBackend {
     async fn admit(&self, req: &AdmitRequest<'_>) -> Result<Admission, BackendError> {
         let l = req.limits;
         let day = l.quota.as_ref().map(|q| q.day(req.unix_secs));
+        let month = l.quota.as_ref().map(|q| q.month(req.unix_secs));
         let day_key = match day {
             Some((d, _)) => self.tenant_key(req.tenant, &format!("q:{d}")),
             None => self.tenant_key(req.tenant, "q"),
+        };
+        let month_key = match month {
+            Some((m, _)) => self.tenant_key(req.tenant, &format!("qm:{m}")),
+            None => self.tenant_key(req.tenant, "qm"),
         };
         let mut inv = self.admit_script.prepare_invoke();
         inv.key(self.tenant_key(req.tenant, "req"))
             .key(self.tenant_key(req.tenant, "tok"))
             .key(self.tenant_key(req.tenant, "conc"))
-            .key(day_key);
+            .key(day_key)
+            .key(month_key);
         match &l.requests {
             Some(r) => inv.arg(1).arg(r.bucket.interval(1)).arg(r.bucket.tau()),
             None => inv.arg(0).arg(0).arg(0),
@@ -484,9 +525,17 @@ impl Backend for RedisBackend {
             None => inv.arg(0).arg(-1).arg(-1),
         };
         inv.arg(QUOTA_KEY_TTL_SECS);
+        match &l.quota {
+            Some(q) => inv
+                .arg(opt_arg(q.daily_cost.map(clamp_i64)))
+                .arg(opt_arg(q.monthly_cost.map(clamp_i64))),
+            None => inv.arg(-1).arg(-1),
+        };
+        inv.arg(clamp_cost(req.cost_estimate))
+            .arg(QUOTA_MONTH_KEY_TTL_SECS);
 
         let r = self.run(&inv, "admit").await?;
-        let &[code, req_rel, tok_rel, day_r, day_t] = r.as_slice() else {
+        let &[code, req_rel, tok_rel, day_r, day_t, day_c, month_c] = r.as_slice() else {
             return Err(BackendError(format!(
                 "redis at {}: unexpected reply to admit",
                 self.endpoint
@@ -496,10 +545,12 @@ impl Backend for RedisBackend {
         let mut out = Admission {
             requests: l.requests.as_ref().map(|r| state_at(&r.bucket, req_rel)),
             tokens: l.tokens.as_ref().map(|b| state_at(b, tok_rel)),
-            quota_used: l
-                .quota
-                .as_ref()
-                .map(|_| (day_r.max(0) as u64, day_t.max(0) as u64)),
+            quota_used: l.quota.as_ref().map(|_| QuotaUse {
+                requests: day_r.max(0) as u64,
+                tokens: day_t.max(0) as u64,
+                day_cost: day_c.max(0) as u64,
+                month_cost: month_c.max(0) as u64,
+            }),
             ..Admission::default()
         };
         if code == 0 {
@@ -519,9 +570,10 @@ impl Backend for RedisBackend {
             })?;
         // Retry-after exactly as the memory backend computes it, from the pre-state.
         let retry = match reason {
-            LimitReason::QuotaRequests | LimitReason::QuotaTokens => {
+            LimitReason::QuotaRequests | LimitReason::QuotaTokens | LimitReason::QuotaCostDaily => {
                 day.map(|(_, left)| left).unwrap_or(0) * NS_PER_SEC
             }
+            LimitReason::QuotaCostMonthly => month.map(|(_, left)| left).unwrap_or(0) * NS_PER_SEC,
             LimitReason::Requests => l
                 .requests
                 .as_ref()
@@ -558,10 +610,35 @@ impl Backend for RedisBackend {
             Some(d) => self.tenant_key(req.tenant, &format!("q:{d}")),
             None => self.tenant_key(req.tenant, "q"),
         };
+        let cost_delta = match &l.quota {
+            Some(q) if q.limits_cost() => {
+                (i128::from(req.cost_used) - i128::from(req.cost_reserved))
+                    .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+            }
+            _ => 0,
+        };
+        let (admit_day_key, admit_month_key) = match &l.quota {
+            Some(q) => (
+                self.tenant_key(
+                    req.tenant,
+                    &format!("q:{}", q.day(req.admitted_unix_secs).0),
+                ),
+                self.tenant_key(
+                    req.tenant,
+                    &format!("qm:{}", q.month(req.admitted_unix_secs).0),
+                ),
+            ),
+            None => (
+                self.tenant_key(req.tenant, "q"),
+                self.tenant_key(req.tenant, "qm"),
+            ),
+        };
         let mut inv = self.settle_script.prepare_invoke();
         inv.key(self.tenant_key(req.tenant, "tok"))
             .key(day_key)
             .key(self.tenant_key(req.tenant, "conc"))
+            .key(admit_day_key)
+            .key(admit_month_key)
             .arg(tok_mode)
             .arg(interval)
             .arg(match day {
@@ -570,7 +647,9 @@ impl Backend for RedisBackend {
             })
             .arg(if release { 1 } else { 0 })
             .arg(req.lease_id)
-            .arg(QUOTA_KEY_TTL_SECS);
+            .arg(QUOTA_KEY_TTL_SECS)
+            .arg(cost_delta)
+            .arg(QUOTA_MONTH_KEY_TTL_SECS);
         self.run(&inv, "settle").await.map(|_| ())
     }
 

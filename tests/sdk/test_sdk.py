@@ -1,4 +1,6 @@
 """The official anthropic Python SDK against sluice: it must behave as against the real API."""
+import time
+
 import anthropic
 import pytest
 
@@ -243,3 +245,39 @@ def test_cached_answer_replays_as_a_stream_the_sdk_accepts(cached):
     assert replayed.model_dump() == original.model_dump()
     calls = [r for r in cached.mock_requests() if r["path"] == "/v1/messages"]
     assert len(calls) == 1
+
+
+# --- spend quota: money, not tokens -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spend():
+    from conftest import CONFIG, Stack
+
+    config = CONFIG.replace(
+        "      requests: {{ rate: 1/m, burst: 0 }}\n",
+        "      quota: {{ daily_cost: 0.01 }}\n",
+    ) + 'pricing: {{ currency: USD, models: [ {{ model: "*", input: 1000, output: 1000 }} ] }}\n'
+    s = Stack(config=config)
+    yield s
+    s.close()
+
+
+def test_spent_daily_cost_quota_is_rate_limit_error(spend):
+    # $0.001 a token: the first answer (~15 input + a few output tokens) spends the
+    # day's $0.01, so the next request is refused until midnight
+    c = anthropic.Anthropic(base_url=spend.base_url, api_key=LIMITED_KEY, max_retries=0)
+    args = dict(model="claude-sonnet-5", max_tokens=8, messages=[{"role": "user", "content": "how much?"}])
+    first = c.messages.create(**args)
+    assert (first.usage.input_tokens + first.usage.output_tokens) * 0.001 >= 0.01
+    with pytest.raises(anthropic.RateLimitError) as e:
+        c.messages.create(**args)
+    assert e.value.status_code == 429
+    assert e.value.body["error"]["type"] == "rate_limit_error"
+    assert e.value.body["error"]["message"] == "daily spend quota exhausted for this key"
+    assert e.value.response.headers["x-sluice-reason"] == "quota.cost"
+    left = 86400 - int(time.time()) % 86400
+    assert abs(int(e.value.response.headers["retry-after"]) - left) <= 2
+    # the tenant without a spend quota is unaffected
+    other = anthropic.Anthropic(base_url=spend.base_url, api_key=TENANT_KEY, max_retries=0)
+    assert other.messages.create(**args).stop_reason == "end_turn"
