@@ -78,6 +78,11 @@ impl Reloader {
                     log::warn!("{w}");
                 }
                 let warnings = new.warnings.clone();
+                for up in &new.upstreams {
+                    if let Some(old) = current.upstreams.iter().find(|o| o.name == up.name) {
+                        up.inherit(old);
+                    }
+                }
                 self.config.store(Arc::new(new));
                 METRICS.config_reloads.with_label_values(&["ok"]).inc();
                 log::info!("config reloaded from {file}");

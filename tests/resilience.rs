@@ -245,6 +245,30 @@ async fn a_key_answering_401_rests_and_a_429_key_rests_for_retry_after() {
         .count();
     assert!(k1_uses <= 1, "a 401 key must rest: used {k1_uses} times");
     assert!(gw.logs().contains("key k1 answered 401"), "{}", gw.logs());
+
+    // a reload (SIGHUP, same file) keeps k1 resting: it is not handed back to traffic
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gw.logs().contains("config reloaded") {
+        assert!(Instant::now() < deadline, "no reload:\n{}", gw.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    mock.clear();
+    for _ in 0..6 {
+        let r = send(&gw, &message_body(false), &[]).await;
+        assert_eq!(r.status(), 200);
+    }
+    let k1_after = mock
+        .requests()
+        .iter()
+        .filter(|r| r.header("x-api-key") == Some("sk-ant-key-one"))
+        .count();
+    assert_eq!(k1_after, 0, "k1 must still rest after a reload");
     drop(gw);
 
     // fresh gateway: k2 answers 429 with retry-after 2

@@ -65,6 +65,21 @@ impl Breaker {
         }
     }
 
+    /// Take over the state of the same endpoint's breaker in a previous config: an open
+    /// circuit stays open (for the new `open_for`), a half-open one waits for a new
+    /// probe (the old probe reports to the old breaker), and the failure history is kept
+    /// when the window is the same.
+    pub fn inherit(&self, old: &Breaker) {
+        let o = old.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.state = o.state;
+        g.opened_at = o.opened_at;
+        g.probe_in_flight = false;
+        if self.cfg.window_ms == old.cfg.window_ms {
+            g.buckets = o.buckets;
+        }
+    }
+
     fn bucket_ms(&self) -> u64 {
         (self.cfg.window_ms / BUCKETS as u64).max(1)
     }
@@ -173,6 +188,36 @@ mod tests {
             min_requests: 4,
             open_for_ms: 1_000,
         }
+    }
+
+    #[test]
+    fn inherit_keeps_open_circuits_and_frees_the_probe() {
+        let old = Breaker::new(cfg());
+        let t = now_ms();
+        for _ in 0..4 {
+            old.record_at(false, t);
+        }
+        assert_eq!(old.state(), CircuitState::Open);
+        let new = Breaker::new(cfg());
+        new.inherit(&old);
+        assert_eq!(new.state(), CircuitState::Open);
+        assert!(!new.allow_at(t + 10), "still open after the reload");
+        // half-open with the probe in flight on the old breaker: the new one may probe
+        assert!(old.allow_at(t + 1_000));
+        assert_eq!(old.state(), CircuitState::HalfOpen);
+        let newer = Breaker::new(cfg());
+        newer.inherit(&old);
+        assert!(newer.allow_at(t + 1_001), "a new probe is allowed");
+        assert!(!newer.allow_at(t + 1_002), "only one");
+        // a closed breaker keeps its failure history when the window is the same
+        let hist = Breaker::new(cfg());
+        for _ in 0..3 {
+            hist.record_at(false, t);
+        }
+        let next = Breaker::new(cfg());
+        next.inherit(&hist);
+        next.record_at(false, t + 1);
+        assert_eq!(next.state(), CircuitState::Open, "3 + 1 failures");
     }
 
     #[test]

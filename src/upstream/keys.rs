@@ -55,6 +55,17 @@ impl UpstreamKey {
         }
     }
 
+    /// Take over the cooldown of the same key in a previous config (a reload must not
+    /// hand a revoked or rate-limited key straight back to traffic).
+    pub fn inherit(&self, old: &UpstreamKey) {
+        self.cooldown_until.store(
+            old.cooldown_until.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        self.transient
+            .store(old.transient.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Cooling down because the upstream refused the key (401/403)?
     pub fn refused(&self) -> bool {
         !self.available() && !self.transient.load(Ordering::Relaxed)

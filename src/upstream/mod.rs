@@ -205,6 +205,33 @@ impl Upstream {
         }
     }
 
+    /// Carry the runtime state of the same upstream in the previous config across a
+    /// reload: key cooldowns (same id and secret), and per endpoint (same URL) the
+    /// circuit breaker and the last active health-check result.
+    pub fn inherit(&self, old: &Upstream) {
+        for k in self.keys.keys() {
+            if let Some(o) = old
+                .keys
+                .keys()
+                .iter()
+                .find(|o| o.id == k.id && o.secret == k.secret)
+            {
+                k.inherit(o);
+            }
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let Some(j) = old.endpoints.iter().position(|o| o.url == e.url) else {
+                continue;
+            };
+            if let (Some(Some(b)), Some(Some(ob))) = (self.breakers.get(i), old.breakers.get(j)) {
+                b.inherit(ob);
+            }
+            if let (Some(h), Some(oh)) = (self.healthy.get(i), old.healthy.get(j)) {
+                h.store(oh.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Can endpoint `i` take traffic (healthy, circuit not open)?
     pub fn endpoint_usable(&self, i: usize) -> bool {
         self.healthy
