@@ -113,6 +113,134 @@ pub fn upstream_request(
     Ok(req)
 }
 
+/// The client's part of an HTTP/1.1 upstream request head, serialized once per request
+/// (retries reuse it): its headers minus those [`upstream_request`] drops or replaces,
+/// as `name: value\r\n` lines.
+pub struct ClientHead {
+    lines: Vec<u8>,
+    has_version: bool,
+}
+
+impl ClientHead {
+    /// Bytes of the serialized client headers.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+/// Serialize the client's forwarded headers (see [`upstream_request`] for the rules).
+pub fn client_head(client: &RequestHeader, up: &Upstream) -> ClientHead {
+    let mut lines = Vec::with_capacity(64 * client.headers.len());
+    let mut has_version = false;
+    for (name, value) in client.headers.iter() {
+        let n = name.as_str();
+        if skip_request_header(n) || up.set_headers.iter().any(|(k, _)| k == n) {
+            continue;
+        }
+        if n == "anthropic-version" {
+            has_version = true;
+        }
+        push_header(&mut lines, n.as_bytes(), value.as_bytes());
+    }
+    ClientHead { lines, has_version }
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A header value sluice may put on the wire (what `http::HeaderValue` accepts).
+fn valid_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+/// A request head that cannot be put on the wire.
+#[derive(Debug)]
+pub struct InvalidHead;
+
+/// Write the whole HTTP/1.1 upstream request head into `out` — the same request
+/// [`upstream_request`] builds, without building a header map — so that head and body can
+/// leave in one write (Pingora's `write_request_header` flushes the head on its own).
+/// `Err` when a value could not be sent (a control character in a key or the path).
+#[allow(clippy::too_many_arguments)]
+pub fn upstream_head_h1(
+    client: &RequestHeader,
+    head: &ClientHead,
+    up: &Upstream,
+    ep: &Endpoint,
+    key: Option<&UpstreamKey>,
+    request_id: &str,
+    body_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), InvalidHead> {
+    let pq = client
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().as_bytes())
+        .unwrap_or(b"/");
+    let base = ep.base_path.as_bytes();
+    if [base, pq]
+        .iter()
+        .any(|p| p.iter().any(|b| matches!(b, b' ' | b'\r' | b'\n' | 0)))
+    {
+        return Err(InvalidHead);
+    }
+    out.extend_from_slice(client.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(base);
+    out.extend_from_slice(pq);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(&head.lines);
+    let host = ep.host_header();
+    let checked = |v: &[u8]| {
+        if valid_value(v) {
+            Ok(())
+        } else {
+            Err(InvalidHead)
+        }
+    };
+    checked(host.as_bytes())?;
+    push_header(out, b"host", host.as_bytes());
+    if let Some(k) = key {
+        let secret = k.secret.expose().as_bytes();
+        checked(secret)?;
+        match up.auth {
+            AuthStyle::XApiKey => push_header(out, b"x-api-key", secret),
+            AuthStyle::Bearer => {
+                out.extend_from_slice(b"authorization: Bearer ");
+                out.extend_from_slice(secret);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    if !head.has_version {
+        checked(up.anthropic_version.as_bytes())?;
+        push_header(out, b"anthropic-version", up.anthropic_version.as_bytes());
+    }
+    for (k, v) in &up.set_headers {
+        checked(v.as_bytes())?;
+        push_header(out, k.as_bytes(), v.as_bytes());
+    }
+    checked(request_id.as_bytes())?;
+    push_header(out, b"x-request-id", request_id.as_bytes());
+    if body_len > 0
+        || client.method == http::Method::POST
+        || client.method == http::Method::PUT
+        || client.method == http::Method::PATCH
+    {
+        push_header(out, b"content-length", body_len.to_string().as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
 /// Is this an SSE response?
 pub fn is_event_stream(h: &ResponseHeader) -> bool {
     h.headers
@@ -190,5 +318,140 @@ pub fn add_ratelimit_headers(resp: &mut ResponseHeader, ctx: &Ctx) {
             format!("anthropic-ratelimit-{kind}-reset"),
             crate::observe::access_log::rfc3339(reset),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Secret;
+
+    fn upstream(auth: &str, set_headers: &str) -> Arc<Upstream> {
+        let cfg = crate::config::Config::from_str(
+            &format!(
+                "listeners: [{{addr: 127.0.0.1:1}}]\nupstreams: {{u: {{endpoints: [{{url: http://127.0.0.1:2/base}}], auth: {auth}, set_headers: {set_headers}}}}}\nroutes: [{{path: /v1/messages, upstream: u}}]\n"
+            ),
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        cfg.upstreams[0].clone()
+    }
+
+    use std::sync::Arc;
+
+    fn client(method: &str, path: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build(method, path, None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    /// (request line, sorted header lines) of a serialized head.
+    fn parse(wire: &[u8]) -> (String, String, Vec<(String, String)>) {
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut hs);
+        let n = req.parse(wire).unwrap();
+        assert!(n.is_complete(), "incomplete head");
+        let mut v: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8(h.value.to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        (
+            req.method.unwrap().to_string(),
+            req.path.unwrap().to_string(),
+            v,
+        )
+    }
+
+    fn from_header(r: &RequestHeader) -> (String, String, Vec<(String, String)>) {
+        let mut v: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8(v.as_bytes().to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        (
+            r.method.to_string(),
+            r.uri.path_and_query().unwrap().as_str().to_string(),
+            v,
+        )
+    }
+
+    #[test]
+    fn h1_wire_head_matches_the_header_builder() {
+        let cases = [
+            ("x-api-key", "{}"),
+            ("bearer", "{X-Claude-Timezone: Asia/Shanghai, x-extra: one}"),
+        ];
+        for (auth, set) in cases {
+            let up = upstream(auth, set);
+            let ep = &up.endpoints[0];
+            let key = UpstreamKey::new("k".into(), Secret::new("sk-up-123".into()), 1);
+            for (method, path, headers) in [
+                (
+                    "POST",
+                    &b"/v1/messages?beta=true"[..],
+                    vec![
+                        ("x-api-key", "sk-client"),
+                        ("authorization", "Bearer client"),
+                        ("host", "gateway"),
+                        ("content-type", "application/json"),
+                        ("anthropic-beta", "a,b"),
+                        ("X-Claude-Timezone", "UTC"),
+                        ("accept-encoding", "gzip"),
+                        ("x-dup", "1"),
+                        ("x-dup", "2"),
+                        ("connection", "keep-alive"),
+                        ("content-length", "12"),
+                        ("x-request-id", "client-id"),
+                    ],
+                ),
+                (
+                    "GET",
+                    &b"/v1/models"[..],
+                    vec![("anthropic-version", "2023-01-01"), ("user-agent", "t")],
+                ),
+            ] {
+                let c = client(method, path, &headers);
+                for body_len in [0usize, 12] {
+                    let built =
+                        upstream_request(&c, &up, ep, Some(&key), "req_1", body_len).unwrap();
+                    let head = client_head(&c, &up);
+                    let mut wire = Vec::new();
+                    upstream_head_h1(&c, &head, &up, ep, Some(&key), "req_1", body_len, &mut wire)
+                        .unwrap();
+                    assert!(wire.ends_with(b"\r\n\r\n"));
+                    assert!(wire.starts_with(format!("{method} /base").as_bytes()));
+                    let (m, p, h) = parse(&wire);
+                    let (bm, bp, bh) = from_header(&built);
+                    assert_eq!((&m, &bh), (&bm, &h), "{auth} {method} {body_len}");
+                    assert_eq!(p, bp);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn h1_wire_head_refuses_control_characters() {
+        let up = upstream("x-api-key", "{}");
+        let ep = &up.endpoints[0];
+        let c = client("POST", b"/v1/messages", &[]);
+        let head = client_head(&c, &up);
+        let bad = UpstreamKey::new("k".into(), Secret::new("sk\r\nx: y".into()), 1);
+        let mut wire = Vec::new();
+        assert!(upstream_head_h1(&c, &head, &up, ep, Some(&bad), "req_1", 0, &mut wire).is_err());
     }
 }

@@ -19,14 +19,16 @@ use dns::DnsCache;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::protocols::ALPN;
 use pingora::proxy::Session;
 use pingora::tls::x509::X509;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType};
+use pingora::{Error, ErrorType, OrErr};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
 /// How an exchange ended badly.
@@ -170,7 +172,16 @@ impl Relay {
     ) -> Result<(), Failure> {
         let t = up.timeouts;
         let deadline = Instant::now() + t.total;
-        let client_req = session.req_header().clone();
+        // HTTP/1.1 upstreams get the request head serialized by sluice, so head and body
+        // leave in one write; HTTP/2 (and HEAD, whose answer Pingora must know has no
+        // body) go through Pingora's request writer.
+        let own_wire = !up.http2 && session.req_header().method != http::Method::HEAD;
+        let client_req = if own_wire {
+            None
+        } else {
+            Some(session.req_header().clone())
+        };
+        let client_head = own_wire.then(|| headers::client_head(session.req_header(), up));
         let mut tried_eps: Vec<usize> = Vec::new();
         let mut tried_keys: Vec<usize> = Vec::new();
         let mut attempt = 0u32;
@@ -200,19 +211,44 @@ impl Relay {
             tried_eps.push(ep_i);
             tried_keys.extend(key_i);
 
-            let req =
-                headers::upstream_request(&client_req, up, ep, key, &ctx.request_id, body.len())
-                    .map_err(|_| {
-                        Failure::Gateway(GatewayError::InvalidBody(
-                            "request headers could not be forwarded".into(),
-                        ))
-                    })?;
+            let unforwardable = || {
+                Failure::Gateway(GatewayError::InvalidBody(
+                    "request headers could not be forwarded".into(),
+                ))
+            };
+            let req = match (&client_head, &client_req) {
+                (Some(head), _) => {
+                    let inline = body.len() <= INLINE_BODY_MAX;
+                    let mut wire =
+                        Vec::with_capacity(512 + head.len() + if inline { body.len() } else { 0 });
+                    headers::upstream_head_h1(
+                        session.req_header(),
+                        head,
+                        up,
+                        ep,
+                        key,
+                        &ctx.request_id,
+                        body.len(),
+                        &mut wire,
+                    )
+                    .map_err(|_| unforwardable())?;
+                    if inline {
+                        wire.extend_from_slice(&body);
+                    }
+                    Outgoing::Wire { wire, inline }
+                }
+                (None, Some(client_req)) => Outgoing::Head(Box::new(
+                    headers::upstream_request(client_req, up, ep, key, &ctx.request_id, body.len())
+                        .map_err(|_| unforwardable())?,
+                )),
+                (None, None) => return Err(Failure::Gateway(GatewayError::Internal)),
+            };
             let sent_at = Instant::now();
             ctx.upstream_started.get_or_insert(sent_at);
             let outcome = match self.peer(up, ep).await {
                 Ok(peer) => {
                     let r = tokio::select! {
-                        r = self.send(&peer, req, &body, t.first_byte, deadline) => r,
+                        r = self.send(&peer, &req, &body, t.first_byte, deadline) => r,
                         _ = client_gone(session) => {
                             ctx.error = Some("client went away before the response".into());
                             return Err(Failure::Abort(Error::explain(
@@ -649,7 +685,13 @@ impl Relay {
         }
         let deadline = Instant::now() + up.timeouts.connect + up.timeouts.first_byte;
         match self
-            .send(&peer, req, &Bytes::new(), up.timeouts.first_byte, deadline)
+            .send(
+                &peer,
+                &Outgoing::Head(Box::new(req)),
+                &Bytes::new(),
+                up.timeouts.first_byte,
+                deadline,
+            )
             .await
         {
             Ok(mut s) => {
@@ -674,7 +716,7 @@ impl Relay {
     async fn send(
         &self,
         peer: &HttpPeer,
-        req: RequestHeader,
+        req: &Outgoing,
         body: &Bytes,
         first_byte: Duration,
         deadline: Instant,
@@ -682,18 +724,15 @@ impl Relay {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (mut s, reused) = self.connector.get_http_session(peer).await.map_err(|e| {
+            let (s, reused) = self.connector.get_http_session(peer).await.map_err(|e| {
                 log::warn!("upstream connect to {peer} failed: {e}");
                 SendError::Connect(connect_error(&e))
             })?;
             let left = deadline.saturating_duration_since(Instant::now());
-            let res = timeout(
-                first_byte.min(left),
-                exchange_head(&mut s, req.clone(), body),
-            )
-            .await;
+            // The exchange owns the session: a timed-out or failed one is dropped (closed).
+            let res = timeout(first_byte.min(left), exchange(s, peer, req, body)).await;
             match res {
-                Ok(Ok(())) => return Ok(s),
+                Ok(Ok(s)) => return Ok(s),
                 Ok(Err(e)) => {
                     if reused && attempts < 3 {
                         log::debug!("pooled upstream connection was dead ({e}); reconnecting");
@@ -703,7 +742,6 @@ impl Relay {
                     return Err(SendError::Connect(GatewayError::UpstreamUnavailable));
                 }
                 Err(_) => {
-                    s.shutdown().await;
                     return Err(SendError::Timeout(GatewayError::UpstreamTimeout(
                         if first_byte <= left {
                             "first byte"
@@ -759,16 +797,63 @@ async fn client_gone(session: &mut Session) {
     }
 }
 
-async fn exchange_head(
-    s: &mut HttpSession,
-    req: RequestHeader,
+/// Largest request body sent in the same write as the head (copied behind it); larger
+/// bodies follow in their own write.
+const INLINE_BODY_MAX: usize = 64 << 10;
+
+/// The upstream request, ready to send.
+enum Outgoing {
+    /// A header for Pingora's request writer (HTTP/2, HEAD, health checks).
+    Head(Box<RequestHeader>),
+    /// The serialized HTTP/1.1 head, followed by the body when `inline`.
+    Wire { wire: Vec<u8>, inline: bool },
+}
+
+/// Send the request and read the response header (skipping 1xx heads).
+async fn exchange(
+    s: HttpSession,
+    peer: &HttpPeer,
+    req: &Outgoing,
     body: &Bytes,
-) -> pingora::Result<()> {
-    s.write_request_header(Box::new(req)).await?;
-    if !body.is_empty() {
-        s.write_request_body(body.clone(), true).await?;
-    }
-    s.finish_request_body().await?;
+) -> pingora::Result<HttpSession> {
+    let mut s = match (req, s) {
+        (Outgoing::Wire { wire, inline }, HttpSession::H1(h1)) => {
+            // Pingora's `write_request_header` flushes the head on its own, so a small
+            // request would take two sends (and two segments the upstream must read).
+            // Write head and body on the connection ourselves and let Pingora's H1 client
+            // read the answer on it.
+            let mut stream = h1.into_inner();
+            stream
+                .write_all(wire)
+                .await
+                .or_err(ErrorType::WriteError, "while writing the upstream request")?;
+            if !inline && !body.is_empty() {
+                stream
+                    .write_all(body)
+                    .await
+                    .or_err(ErrorType::WriteError, "while writing the upstream body")?;
+            }
+            stream
+                .flush()
+                .await
+                .or_err(ErrorType::WriteError, "flushing the upstream request")?;
+            HttpSession::H1(Http1Session::new_with_options(stream, peer))
+        }
+        (Outgoing::Wire { .. }, _) => {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "serialized HTTP/1.1 request for a non-HTTP/1.1 upstream session",
+            )
+        }
+        (Outgoing::Head(req), mut s) => {
+            s.write_request_header(req.clone()).await?;
+            if !body.is_empty() {
+                s.write_request_body(body.clone(), true).await?;
+            }
+            s.finish_request_body().await?;
+            s
+        }
+    };
     s.read_response_header().await?;
     // HTTP/1 may deliver informational (1xx) heads first.
     while s
@@ -777,7 +862,7 @@ async fn exchange_head(
     {
         s.read_response_header().await?;
     }
-    Ok(())
+    Ok(s)
 }
 
 fn connect_error(e: &Error) -> GatewayError {
