@@ -42,6 +42,14 @@
 #
 # Load generators: wrk (Debian package) for throughput; oha (cargo install, a few minutes
 # once) for scenario 4 only, because wrk has no constant-rate mode and wrk2 is not packaged.
+#
+# Issue #8's other two measurements have their own scripts (same patterns: install, build,
+# ephemeral ports, CPU pinning, cleanup):
+#   benches/load/streams.sh   scenario 3 at scale: 1,000 and 10,000 concurrent SSE streams
+#                             (target/release/load-streams), RSS per stream, CPU per 1,000
+#                             events, added per-event latency → results-streams.md
+#   benches/load/bodies.sh    scenario 5: 1/4/16 MiB request bodies with redaction,
+#                             throughput and peak RSS over idle → results-bodies.md
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
