@@ -10,16 +10,16 @@
 # For each size and round a fresh sluice (pinned to CPU 1, one worker) runs with
 # `filters.request.redact: [cn_id_card, bank_card]` (scenario 2 of run.sh) and
 # `limits.max_body: 64MiB`, in front of the mock upstream (CPU 0), and:
-#   1. checks one request end to end: 200, and the mock received the body with every
-#      number replaced by [REDACTED] and still valid JSON;
-#   2. reads the idle RSS (VmRSS) after a small warm-up request;
-#   3. sends BODIES_SEQ requests one at a time (oha -c 1) and reads VmHWM: peak RSS over
+#   1. reads the idle RSS (VmRSS) after a small warm-up request;
+#   2. sends BODIES_SEQ requests one at a time (oha -c 1) and reads VmHWM: peak RSS over
 #      idle with one body in flight, as a multiple of the body size (target ≤ 3×);
-#   4. drives it with BODIES_CONNS concurrent clients for BODIES_DURATION s (oha -c N -z):
+#   3. drives it with BODIES_CONNS concurrent clients for BODIES_DURATION s (oha -c N -z):
 #      requests/s, MB/s of request body, p50/p99, proxy CPU per MiB, and VmHWM again
-#      (peak over idle with N bodies in flight, per body).
+#      (peak over idle with N bodies in flight, per body);
+#   4. (first round) checks one request end to end: 200, and the mock received the body
+#      with every number replaced by [REDACTED] and still valid JSON.
 # CPU per MiB staying flat from 1 to 16 MiB is the "no quadratic behaviour" check.
-# The mock does not record these requests (x-mock-no-record) except the check in step 1.
+# The mock does not record these requests (x-mock-no-record) except the check in step 4.
 #
 # Knobs: BODIES_SIZES (MiB, default "1 4 16"), BODIES_RUNS (3), BODIES_CONNS (4),
 # BODIES_DURATION (10), BODIES_SEQ (20), BODIES_RESULTS (benches/load/results-bodies.md),
@@ -249,7 +249,6 @@ for mib in $SIZES; do
   make_body "$mib" "$body"
   for round in $(seq "$RUNS"); do
     start_sluice
-    [ "$round" != 1 ] || check_redacted "$body"
     idle="$(status_kib "$SL_PID" VmRSS)"
     hwm0="$(status_kib "$SL_PID" VmHWM)"
     oha_run "$WORK/seq.json" -n "$SEQ" -c 1 -D "$body"
@@ -259,6 +258,8 @@ for mib in $SIZES; do
     t1="$(cpu_ticks "$SL_PID")"
     hwm2="$(status_kib "$SL_PID" VmHWM)"
     rss_end="$(status_kib "$SL_PID" VmRSS)"
+    # Checked after the measurement, so the idle RSS above is that of a fresh process.
+    [ "$round" != 1 ] || check_redacted "$body"
     stop_sluice
     python3 - "$WORK/seq.json" "$WORK/conc.json" "$mib" "$round" "$idle" "$hwm0" "$hwm1" "$hwm2" \
       "$rss_end" "$((t1 - t0))" "$TICK" "$CONNS" >>"$RAW" <<'PY'
