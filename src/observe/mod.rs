@@ -23,17 +23,32 @@ pub fn client_request_id(v: Option<&[u8]>) -> Option<String> {
 
 /// A fresh request id: `req_` + 24 random hex digits (96 bits).
 pub fn new_request_id() -> String {
-    let n: u128 = rand::random();
-    format!("req_{:024x}", n >> 32)
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u128 = rand::random::<u128>() >> 32;
+    let mut s = String::with_capacity(28);
+    s.push_str("req_");
+    for i in (0..24).rev() {
+        s.push(HEX[((n >> (4 * i)) & 0xf) as usize] as char);
+    }
+    s
 }
 
 /// `Server-Timing: sluice;dur=…, upstream;dur=…` (milliseconds, 3 decimals).
 pub fn server_timing(sluice: std::time::Duration, upstream: std::time::Duration) -> String {
-    format!(
-        "sluice;dur={:.3}, upstream;dur={:.3}",
-        sluice.as_secs_f64() * 1000.0,
-        upstream.as_secs_f64() * 1000.0
-    )
+    let mut s = String::with_capacity(48);
+    s.push_str("sluice;dur=");
+    push_ms3(&mut s, sluice);
+    s.push_str(", upstream;dur=");
+    push_ms3(&mut s, upstream);
+    s
+}
+
+/// Milliseconds with 3 decimals (`{:.3}` of the float, rounded to the microsecond),
+/// without float formatting.
+fn push_ms3(s: &mut String, d: std::time::Duration) {
+    use std::fmt::Write;
+    let us = (d.as_nanos() + 500) / 1000;
+    let _ = write!(s, "{}.{:03}", us / 1000, us % 1000);
 }
 
 #[cfg(test)]
@@ -63,5 +78,16 @@ mod tests {
             std::time::Duration::from_millis(12),
         );
         assert_eq!(s, "sluice;dur=0.420, upstream;dur=12.000");
+        for ns in [0u64, 1, 499, 501, 999_999, 1_234_567, 98_765_432_101] {
+            let d = std::time::Duration::from_nanos(ns);
+            let mut got = String::new();
+            push_ms3(&mut got, d);
+            let want = format!("{:.3}", ((ns + 500) / 1000) as f64 / 1000.0);
+            assert_eq!(got, want, "{ns} ns");
+        }
+        let id = new_request_id();
+        assert!(id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 }
