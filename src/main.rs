@@ -49,30 +49,7 @@ enum Cmd {
     },
 }
 
-/// Large request bodies (up to `limits.max_body`) are allocated, redacted into a second
-/// buffer and freed on every request. glibc raises its mmap threshold to the size of each
-/// freed mmapped block (up to 32 MiB), so after the first large body every later one is
-/// carved from the malloc arenas instead, where freed space stays resident and fragments:
-/// peak RSS per 16 MiB body grew from 2.6× to 3.3–3.7× the body size over a few requests
-/// (benches/load/bodies.sh). A fixed threshold keeps blocks of 256 KiB and more on their
-/// own mappings, returned to the kernel when freed; smaller ones are unaffected.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn fix_malloc_mmap_threshold() {
-    extern "C" {
-        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
-    }
-    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
-    // SAFETY: mallopt only adjusts allocator parameters; called before any thread starts.
-    unsafe {
-        mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn fix_malloc_mmap_threshold() {}
-
 fn main() -> ExitCode {
-    fix_malloc_mmap_threshold();
     let cli = Cli::parse();
     if let Some(Cmd::ImportNginx { file }) = &cli.cmd {
         return match sluice::nginx_import::import_file(file) {

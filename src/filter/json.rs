@@ -8,6 +8,7 @@
 //! U+FFFD) and a match is mapped back to its raw span, so escapes outside the match
 //! survive.
 
+use bytes::BytesMut;
 use memchr::{memchr, memchr2};
 
 use super::{select, BannedWords, Blocked, Cand, Filters, Hit, Redactor};
@@ -417,10 +418,11 @@ pub(crate) fn escape_into(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&b[last..]);
 }
 
-/// Builds the output body: copies the input and splices replacements.
+/// Collects the replacements of a body (raw byte ranges, in order) and builds the
+/// output from them: a new buffer, or the input buffer itself rewritten in place.
 struct Splicer {
-    out: Option<Vec<u8>>,
-    copied: usize,
+    /// `(start, end, replacement index)` of every replaced raw range, in body order.
+    edits: Vec<(usize, usize, u8)>,
     /// Escaped replacements: [redaction, mask].
     repl: [Vec<u8>; 2],
     hits: Vec<Hit>,
@@ -440,8 +442,7 @@ impl Splicer {
             escape_into(m, &mut r1);
         }
         Splicer {
-            out: None,
-            copied: 0,
+            edits: Vec::new(),
             repl: [r0, r1],
             hits: Vec::new(),
             dec: String::new(),
@@ -454,7 +455,6 @@ impl Splicer {
     /// banned-word verdict first if `banned` is given.
     fn literal(
         &mut self,
-        body: &[u8],
         lit: Lit,
         raw: &str,
         filters: &Filters<'_>,
@@ -479,9 +479,6 @@ impl Splicer {
             return Ok(());
         }
         select(&mut self.cands);
-        let out = self
-            .out
-            .get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
         for c in &self.cands {
             let (s, e) = if lit.escaped {
                 (
@@ -491,19 +488,62 @@ impl Splicer {
             } else {
                 (c.start, c.end)
             };
-            out.extend_from_slice(&body[self.copied..lit.start + s]);
-            let k = usize::from(matches!(c.src, super::Src::Word(_)));
-            out.extend_from_slice(&self.repl[k]);
-            self.copied = lit.start + e;
+            let k = u8::from(matches!(c.src, super::Src::Word(_)));
+            self.edits.push((lit.start + s, lit.start + e, k));
             self.hits.push(filters.hit(c.src));
         }
         Ok(())
     }
 
+    /// The output as a new buffer; `None` if nothing was replaced.
     fn finish(self, body: &[u8]) -> Option<Filtered> {
-        let mut out = self.out?;
-        out.extend_from_slice(&body[self.copied..]);
+        if self.edits.is_empty() {
+            return None;
+        }
+        let mut len = body.len();
+        for &(s, e, k) in &self.edits {
+            len = len - (e - s) + self.repl[usize::from(k)].len();
+        }
+        let mut out = Vec::with_capacity(len);
+        let mut copied = 0;
+        for &(s, e, k) in &self.edits {
+            out.extend_from_slice(&body[copied..s]);
+            out.extend_from_slice(&self.repl[usize::from(k)]);
+            copied = e;
+        }
+        out.extend_from_slice(&body[copied..]);
         Some((out, self.hits))
+    }
+
+    /// Rewrites `body` itself when no replacement is longer than the range it replaces
+    /// (the usual case: `[REDACTED]` is shorter than any ID or card number), so a large
+    /// body is not held twice; otherwise builds a new buffer. `None` if nothing changed.
+    fn finish_in_place(self, body: &mut BytesMut) -> Option<Vec<Hit>> {
+        if self.edits.is_empty() {
+            return None;
+        }
+        let shrinks = self
+            .edits
+            .iter()
+            .all(|&(s, e, k)| self.repl[usize::from(k)].len() <= e - s);
+        if !shrinks {
+            let (out, hits) = self.finish(body)?;
+            *body = BytesMut::from(&out[..]);
+            return Some(hits);
+        }
+        // Output never overtakes input: each replacement fits in the range it replaces,
+        // so the write position stays at or behind the read position.
+        let mut w = self.edits[0].0;
+        for (i, &(_, e, k)) in self.edits.iter().enumerate() {
+            let r = &self.repl[usize::from(k)];
+            body[w..w + r.len()].copy_from_slice(r);
+            w += r.len();
+            let next = self.edits.get(i + 1).map_or(body.len(), |x| x.0);
+            body.copy_within(e..next, w);
+            w += next - e;
+        }
+        body.truncate(w);
+        Some(self.hits)
     }
 }
 
@@ -546,8 +586,7 @@ impl Visitor for RequestVisitor<'_> {
         if is_skipped(body, value_key(stack)) {
             return Ok(());
         }
-        self.splicer
-            .literal(body, lit, raw, &self.filters, self.banned)
+        self.splicer.literal(lit, raw, &self.filters, self.banned)
     }
 }
 
@@ -587,6 +626,18 @@ impl RequestFilter {
     /// are still looked for in the whole body read as text — once as it is and once
     /// with JSON escapes decoded — so a malformed body cannot smuggle a word through.
     pub fn apply(&self, body: &[u8]) -> Result<Option<Filtered>, Blocked> {
+        self.run(body).map(|s| s.and_then(|s| s.finish(body)))
+    }
+
+    /// Like [`RequestFilter::apply`], but rewrites `body` in place (no second copy of a
+    /// large body when every replacement is shorter than what it replaces). `Ok(Some)`:
+    /// the hits, `body` changed; `Ok(None)`: `body` untouched.
+    pub fn apply_in_place(&self, body: &mut BytesMut) -> Result<Option<Vec<Hit>>, Blocked> {
+        Ok(self.run(body)?.and_then(|s| s.finish_in_place(body)))
+    }
+
+    /// Walks `body`: the collected replacements, `None` for a body that is not JSON.
+    fn run(&self, body: &[u8]) -> Result<Option<Splicer>, Blocked> {
         if self.is_empty() {
             return Ok(None);
         }
@@ -600,7 +651,7 @@ impl RequestFilter {
             splicer: Splicer::new(&filters),
         };
         match walk(body, &mut v) {
-            Ok(()) => Ok(v.splicer.finish(body)),
+            Ok(()) => Ok(Some(v.splicer)),
             Err(WalkError::Stop(b)) => Err(b),
             Err(WalkError::Invalid) => {
                 if let Some(b) = &self.banned {
@@ -661,7 +712,7 @@ impl Visitor for MessageVisitor<'_> {
             if let (true, Some(lit)) = (self.is_text, self.text) {
                 let raw = lit.raw(body);
                 // No banned-word blocking on responses; cannot fail.
-                let _ = self.splicer.literal(body, lit, raw, &self.filters, None);
+                let _ = self.splicer.literal(lit, raw, &self.filters, None);
             }
             self.is_text = false;
             self.text = None;

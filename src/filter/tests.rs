@@ -33,9 +33,38 @@ fn filter() -> RequestFilter {
 }
 
 fn apply(body: &str) -> Result<Option<(String, Vec<Hit>)>, Blocked> {
-    filter()
-        .apply(body.as_bytes())
-        .map(|o| o.map(|(b, h)| (String::from_utf8(b).unwrap(), h)))
+    let f = filter();
+    let out = f.apply(body.as_bytes());
+    same_in_place(&f, body.as_bytes(), &out);
+    out.map(|o| o.map(|(b, h)| (String::from_utf8(b).unwrap(), h)))
+}
+
+/// `apply_in_place` leaves exactly the bytes `apply` produces (or the body untouched).
+fn same_in_place(f: &RequestFilter, body: &[u8], out: &Result<Option<Filtered>, Blocked>) {
+    let mut owned = bytes::BytesMut::from(body);
+    match (out, f.apply_in_place(&mut owned)) {
+        (Ok(Some((b, h))), Ok(Some(h2))) => {
+            assert_eq!(&owned[..], &b[..]);
+            assert_eq!(h, &h2);
+        }
+        (Ok(None), Ok(None)) => assert_eq!(&owned[..], body),
+        (Err(a), Err(b)) => assert_eq!(a.word, b.word),
+        (a, b) => panic!("apply {a:?} but apply_in_place {b:?}"),
+    }
+}
+
+#[test]
+fn in_place_with_a_replacement_longer_than_the_match() {
+    // Longer than any ID or card number: the in-place path must fall back to a copy.
+    let long = "[REDACTED BY THE DATA PROTECTION POLICY OF THIS GATEWAY]";
+    let f = RequestFilter::new(Some(Redactor::new(&all_rules(), long).unwrap()), None);
+    let mixed = RequestFilter::new(Some(redactor()), None);
+    let body = r#"{"messages":[{"role":"user","content":"ID 11010519491231002X, card 4111111111111111\n, mail a@b.cn"}]}"#;
+    for f in [&f, &mixed] {
+        let out = f.apply(body.as_bytes());
+        assert!(matches!(out, Ok(Some(_))));
+        same_in_place(f, body.as_bytes(), &out);
+    }
 }
 
 fn redacted(body: &str) -> String {
@@ -364,6 +393,7 @@ proptest! {
         prop_assert_eq!(&parsed, &doc);
         let f = RequestFilter::new(Some(r.clone()), None);
         let want = expected(&doc, None, &r);
+        same_in_place(&f, body.as_bytes(), &f.apply(body.as_bytes()));
         match f.apply(body.as_bytes()).unwrap() {
             None => prop_assert_eq!(&want, &doc),
             Some((out, hits)) => {
@@ -377,6 +407,7 @@ proptest! {
     #[test]
     fn prop_arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
         let f = filter();
+        same_in_place(&f, &body, &f.apply(&body));
         if let Ok(Some((out, _))) = f.apply(&body) {
             if serde_json::from_slice::<Value>(&body).is_ok() {
                 prop_assert!(serde_json::from_slice::<Value>(&out).is_ok());
