@@ -273,7 +273,16 @@ measure() {
     2>>"$WORK/client.err")" || rc=$?
   [ -z "$PROXY_PID" ] || stop_proxy
   [ -n "$out" ] || die "load-streams printed nothing ($proxy, N=$n): $(tail -5 "$WORK/client.err")"
-  [ "$rc" = 0 ] || { FAILED=1; log "WARNING: not every stream stayed open ($proxy, N=$n): $out"; }
+  if [ "$rc" != 0 ]; then
+    log "WARNING: not every stream stayed open ($proxy, N=$n): $out"
+    # nginx at ~10,000 streams runs into worker_connections = the fd limit and resets a
+    # few percent of the connections; that is noted, not fatal. sluice or direct is.
+    if [ "$proxy" = nginx ]; then
+      case "$NOTE" in *"nginx did not hold"*) ;; *) NOTE="${NOTE}nginx did not hold every stream at N=$n (see its open column; at the fd ceiling it logs 'worker_connections are not enough'). " ;; esac
+    else
+      FAILED=1
+    fi
+  fi
   python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(n=int(sys.argv[2]), proxy=sys.argv[3], round=int(sys.argv[4]), interval_ms=int(sys.argv[5])); print(json.dumps(d))' \
     "$out" "$n" "$proxy" "$round" "$INTERVAL" >>"$RAW"
   python3 - "$out" "$n" "$proxy" "$round" >&2 <<'PY'
@@ -312,4 +321,4 @@ python3 "$HERE/report_streams.py" "$RAW" "$RESULTS" \
   "settings=events every $DEFAULT_INTERVAL ms per stream unless marked, opened at $OPEN_RATE/s, ${WARMUP}s settle, ${WINDOW}s window, $RUNS round(s) (medians); one worker each; $PLACEMENT" \
   "versions=$("$NGINX_BIN" -v 2>&1 | sed 's/.*: //')" \
   "note=$NOTE"
-[ "$FAILED" = 0 ] || die "some streams failed or ended early (see the table's open column)"
+[ "$FAILED" = 0 ] || die "some sluice or direct streams failed or ended early (see the table's open column)"
