@@ -22,6 +22,8 @@ const PATTERN: &[u64] = &[
     1400, 1400, 1560, 1575, 1720, 1860, 1875, 2300, 2300, 2300, 2300, 2300, 2640, 2890, 2905,
 ];
 
+/// nginx in one process (`master_process off`), so killing it leaves no orphaned worker
+/// behind (an orphan would keep this test's inherited file descriptors open).
 struct Nginx(Child);
 
 impl Drop for Nginx {
@@ -47,6 +49,7 @@ fn start_nginx(upstream: &str, dir: &std::path::Path) -> (Nginx, u16) {
         r#"
 worker_processes 1;
 daemon off;
+master_process off;
 error_log {d}/error.log warn;
 pid {d}/nginx.pid;
 events {{ worker_connections 256; }}
