@@ -36,68 +36,27 @@ RUNS="${BODIES_RUNS:-3}"
 CONNS="${BODIES_CONNS:-4}"
 DURATION="${BODIES_DURATION:-10}"
 SEQ="${BODIES_SEQ:-20}"
-PIN="${LOAD_PIN:-1}"
 RESULTS="${BODIES_RESULTS:-$HERE/results-bodies.md}"
 
-die() { echo "bodies.sh: FAIL: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
+SCRIPT=bodies.sh
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO=sudo
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 command -v taskset >/dev/null || need+=(util-linux)
-if [ "${#need[@]}" -gt 0 ]; then
-  log "installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v oha >/dev/null; then
   log "installing oha (cargo install oha --locked; once)"
   cargo install oha --locked >&2
 fi
-if [ "${LOAD_NO_BUILD:-0}" != 1 ]; then
-  log "cargo build --release --bins"
-  cargo build --release --bins >&2
-fi
-[ -x target/release/sluice ] && [ -x target/release/mock-upstream ] || die "release binaries missing"
+build_release sluice mock-upstream
 
-WORK="$(mktemp -d /tmp/sluice-bodies.XXXXXX)"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "${LOAD_KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+setup_work bodies oha sluice mock-upstream
 
-PROXY_PIN=()
-LOAD_PIN_CMD=()
-if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
-  PROXY_PIN=(taskset -c 1)
-  LOAD_PIN_CMD=(taskset -c 0)
-  PLACEMENT="sluice on CPU 1; oha and the mock upstream on CPU 0"
-else
-  PLACEMENT="unpinned"
-fi
-
-mkdir -p "$WORK/bin"
-cp target/release/sluice target/release/mock-upstream "$WORK/bin/"
-SLUICE="$WORK/bin/sluice"
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-MOCK_KEY="mock-upstream-key-$RANDOM$RANDOM"
-export MOCK_UPSTREAM_KEY="$MOCK_KEY"
-TENANT_KEY="$("$SLUICE" keygen --tenant bench | sed -n 2p)"
-case "$TENANT_KEY" in sk-sluice-*) ;; *) die "sluice keygen printed no key" ;; esac
-TENANT_HASH="$(printf '%s' "$TENANT_KEY" | sha256sum | cut -d' ' -f1)"
+make_keys
 ID_NUMBER=11010519491231002X
 CARD_NUMBER=4111111111111111
 SMALL='{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}'

@@ -62,19 +62,17 @@ CONNS="${LOAD_CONNS:-50}"
 RUNS="${LOAD_RUNS:-1}"
 RATE="${LOAD_RATE:-2000}"
 SCENARIOS="${LOAD_SCENARIOS:-1 2 4}"
-PIN="${LOAD_PIN:-1}"
 RESULTS="${LOAD_RESULTS:-$HERE/results.md}"
 NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
 LUA_MODULE=/usr/lib/nginx/modules/ngx_http_lua_module.so
 NDK_MODULE=/usr/lib/nginx/modules/ndk_http_module.so
 
-die() { echo "run.sh: FAIL: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
+SCRIPT=run.sh
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 wants() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # ---------------------------------------------------------------- 1. install
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO=sudo
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 [ -x "$NGINX_BIN" ] || need+=(nginx)
@@ -86,11 +84,7 @@ if [ -n "${LOAD_PROFILE:-}" ]; then
   command -v perf >/dev/null || need+=(linux-perf)
   command -v strace >/dev/null || need+=(strace)
 fi
-if [ "${#need[@]}" -gt 0 ]; then
-  log "installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 export PATH="$HOME/.cargo/bin:$PATH"
 if wants 4 && ! command -v oha >/dev/null; then
   # oha is the constant-rate driver of scenario 4 (wrk2 is not packaged in Debian 12);
@@ -100,46 +94,11 @@ if wants 4 && ! command -v oha >/dev/null; then
 fi
 
 # ---------------------------------------------------------------- 2. build
-if [ "${LOAD_NO_BUILD:-0}" != 1 ]; then
-  log "cargo build --release --bins"
-  cargo build --release --bins >&2
-fi
-[ -x target/release/sluice ] && [ -x target/release/mock-upstream ] || die "release binaries missing"
+build_release sluice mock-upstream
 
 # ---------------------------------------------------------------- set-up
-WORK="$(mktemp -d /tmp/sluice-load.XXXXXX)"
-PIDS=()          # every process started here (nginx: the master)
-NGINX_WORKERS=() # nginx workers, killed too in case a master died without them
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  for p in "${NGINX_WORKERS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ "${LOAD_KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-PROXY_PIN=()
-LOAD_PIN_CMD=()
-if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
-  PROXY_PIN=(taskset -c 1)
-  LOAD_PIN_CMD=(taskset -c 0)
-  PLACEMENT="proxy on CPU 1; wrk/oha and the mock upstream on CPU 0"
-else
-  PLACEMENT="unpinned"
-fi
-
-# Run private copies of the binaries: others may rebuild target/ while this runs, and
-# perf needs the exact file that is running.
-mkdir -p "$WORK/bin"
-cp target/release/sluice target/release/mock-upstream "$WORK/bin/"
-SLUICE="$WORK/bin/sluice"
+setup_work load wrk/oha sluice mock-upstream
 MOCK="$WORK/bin/mock-upstream"
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 BODY_FILE="$HERE/body.json"
 BODY="$(tr -d '\n' <"$BODY_FILE")"
@@ -147,11 +106,7 @@ STREAM_BODY_FILE="$WORK/body-stream.json"
 printf '%s' "${BODY/\"max_tokens\":64,/\"max_tokens\":64,\"stream\":true,}" >"$STREAM_BODY_FILE"
 ID_NUMBER=11010519491231002X   # in body.json: must be redacted in scenario 2
 CARD_NUMBER=4111111111111111
-MOCK_KEY="mock-upstream-key-$RANDOM$RANDOM"
-export MOCK_UPSTREAM_KEY="$MOCK_KEY"
-TENANT_KEY="$("$SLUICE" keygen --tenant bench | sed -n 2p)"
-case "$TENANT_KEY" in sk-sluice-*) ;; *) die "sluice keygen printed no key" ;; esac
-TENANT_HASH="$(printf '%s' "$TENANT_KEY" | sha256sum | cut -d' ' -f1)"
+make_keys
 export LOAD_KEY="$TENANT_KEY"
 
 # ---------------------------------------------------------------- mock upstream

@@ -44,34 +44,22 @@ WARMUP="${STREAMS_WARMUP:-3}"
 OPEN_RATE="${STREAMS_OPEN_RATE:-2000}"
 DEFAULT_INTERVAL="${STREAMS_INTERVAL_MS:-100}"
 PROXIES="${STREAMS_PROXIES:-sluice nginx}"
-PIN="${LOAD_PIN:-1}"
 RESULTS="${STREAMS_RESULTS:-$HERE/results-streams.md}"
 NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
 
-die() { echo "streams.sh: FAIL: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
+SCRIPT=streams.sh
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 
 # ---------------------------------------------------------------- install + build
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO=sudo
 need=()
 [ -x "$NGINX_BIN" ] || need+=(nginx)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 command -v taskset >/dev/null || need+=(util-linux)
-if [ "${#need[@]}" -gt 0 ]; then
-  log "installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 export PATH="$HOME/.cargo/bin:$PATH"
-if [ "${LOAD_NO_BUILD:-0}" != 1 ]; then
-  log "cargo build --release --bins"
-  cargo build --release --bins >&2
-fi
-for b in sluice mock-upstream load-streams; do
-  [ -x "target/release/$b" ] || die "target/release/$b missing"
-done
+build_release sluice mock-upstream load-streams
 
 # As many fds as allowed: a proxy holds two per stream (client + upstream).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -79,40 +67,9 @@ FDS="$(ulimit -n)"
 NOTE=""
 
 # ---------------------------------------------------------------- set-up
-WORK="$(mktemp -d /tmp/sluice-streams.XXXXXX)"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "${LOAD_KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+setup_work streams load-streams sluice mock-upstream load-streams
 
-PROXY_PIN=()
-LOAD_PIN_CMD=()
-if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
-  PROXY_PIN=(taskset -c 1)
-  LOAD_PIN_CMD=(taskset -c 0)
-  PLACEMENT="proxy on CPU 1; load-streams and the mock upstream on CPU 0"
-else
-  PLACEMENT="unpinned"
-fi
-
-mkdir -p "$WORK/bin"
-cp target/release/sluice target/release/mock-upstream target/release/load-streams "$WORK/bin/"
-SLUICE="$WORK/bin/sluice"
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-MOCK_KEY="mock-upstream-key-$RANDOM$RANDOM"
-export MOCK_UPSTREAM_KEY="$MOCK_KEY"
-TENANT_KEY="$("$SLUICE" keygen --tenant bench | sed -n 2p)"
-case "$TENANT_KEY" in sk-sluice-*) ;; *) die "sluice keygen printed no key" ;; esac
-TENANT_HASH="$(printf '%s' "$TENANT_KEY" | sha256sum | cut -d' ' -f1)"
+make_keys
 BODY='{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Stream to many clients, please."}]}'
 printf '%s' "$BODY" >"$WORK/body.json"
 
