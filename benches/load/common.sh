@@ -80,3 +80,42 @@ make_keys() {
   case "$TENANT_KEY" in sk-sluice-*) ;; *) die "sluice keygen printed no key" ;; esac
   TENANT_HASH="$(printf '%s' "$TENANT_KEY" | sha256sum | cut -d' ' -f1)"
 }
+
+# start_mock: $WORK/bin/mock-upstream on an ephemeral port, pinned with the load
+# generator; sets MOCK_PID and MOCK_ADDR (host:port).
+start_mock() {
+  "${LOAD_PIN_CMD[@]}" "$WORK/bin/mock-upstream" --addr 127.0.0.1:0 --threads 1 >"$WORK/mock.out" 2>"$WORK/mock.err" &
+  MOCK_PID=$!
+  PIDS+=("$MOCK_PID")
+  local _
+  for _ in $(seq 100); do grep -q '^listening on' "$WORK/mock.out" 2>/dev/null && break; sleep 0.05; done
+  MOCK_ADDR="$(sed -n 's/^listening on //p' "$WORK/mock.out")"
+  [ -n "$MOCK_ADDR" ] || die "mock-upstream did not start: $(cat "$WORK/mock.err")"
+}
+
+# sluice_conf_head TAG PORT TOTAL: the part of sluice's config every load script shares —
+# one thread, a listener on PORT, the mock upstream with the injected key and a total
+# timeout of TOTAL, one route, the `bench` tenant. Files are named after TAG.
+sluice_conf_head() {
+  cat <<CONF
+server:
+  threads: 1
+  grace_period: 1s
+  pid_file: $WORK/sluice$1.pid
+  upgrade_sock: $WORK/sluice$1.sock
+  error_log: $WORK/sluice$1.err
+listeners:
+  - addr: 127.0.0.1:$2
+    keepalive: { idle: 75s, max_requests: 10000 }
+upstreams:
+  mock:
+    endpoints: [ { url: "http://$MOCK_ADDR" } ]
+    keys: [ { env: MOCK_UPSTREAM_KEY, id: mock-key } ]
+    timeouts: { connect: 2s, first_byte: 30s, idle: 60s, total: $3 }
+    pool: { size: 128, idle: 60s }
+routes:
+  - { path: /v1/messages, methods: [POST], upstream: mock }
+tenants:
+  - { name: bench, keys: [ { sha256: "$TENANT_HASH" } ] }
+CONF
+}

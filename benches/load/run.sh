@@ -110,39 +110,14 @@ make_keys
 export LOAD_KEY="$TENANT_KEY"
 
 # ---------------------------------------------------------------- mock upstream
-"${LOAD_PIN_CMD[@]}" "$MOCK" --addr 127.0.0.1:0 --threads 1 >"$WORK/mock.out" 2>"$WORK/mock.err" &
-PIDS+=($!)
-MOCK_PID=$!
-for _ in $(seq 100); do grep -q '^listening on' "$WORK/mock.out" 2>/dev/null && break; sleep 0.05; done
-MOCK_ADDR="$(sed -n 's/^listening on //p' "$WORK/mock.out")"
-[ -n "$MOCK_ADDR" ] || die "mock-upstream did not start: $(cat "$WORK/mock.err")"
+start_mock
 log "mock upstream on $MOCK_ADDR"
 
 # ---------------------------------------------------------------- configurations
 # sluice_conf SCENARIO PORT FILTERS(0|1) > file
 sluice_conf() {
   local s=$1 port=$2 filters=$3
-  cat <<EOF
-server:
-  threads: 1
-  grace_period: 1s
-  pid_file: $WORK/sluice-$s.pid
-  upgrade_sock: $WORK/sluice-$s.sock
-  error_log: $WORK/sluice-$s.err
-listeners:
-  - addr: 127.0.0.1:$port
-    keepalive: { idle: 75s, max_requests: 10000 }
-upstreams:
-  mock:
-    endpoints: [ { url: "http://$MOCK_ADDR" } ]
-    keys: [ { env: MOCK_UPSTREAM_KEY, id: mock-key } ]
-    timeouts: { connect: 2s, first_byte: 30s, idle: 60s, total: 5m }
-    pool: { size: 128, idle: 60s }
-routes:
-  - { path: /v1/messages, methods: [POST], upstream: mock }
-tenants:
-  - { name: bench, keys: [ { sha256: "$TENANT_HASH" } ] }
-EOF
+  sluice_conf_head "-$s" "$port" 5m
   if [ "$s" = 2 ]; then
     cat <<EOF
 limits:

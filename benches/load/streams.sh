@@ -73,35 +73,12 @@ make_keys
 BODY='{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Stream to many clients, please."}]}'
 printf '%s' "$BODY" >"$WORK/body.json"
 
-"${LOAD_PIN_CMD[@]}" "$WORK/bin/mock-upstream" --addr 127.0.0.1:0 --threads 1 >"$WORK/mock.out" 2>"$WORK/mock.err" &
-MOCK_PID=$!
-PIDS+=("$MOCK_PID")
-for _ in $(seq 100); do grep -q '^listening on' "$WORK/mock.out" 2>/dev/null && break; sleep 0.05; done
-MOCK_ADDR="$(sed -n 's/^listening on //p' "$WORK/mock.out")"
-[ -n "$MOCK_ADDR" ] || die "mock-upstream did not start: $(cat "$WORK/mock.err")"
+start_mock
 log "mock upstream on $MOCK_ADDR; fd limit $FDS"
 
 sluice_conf() {
+  sluice_conf_head "" "$1" 10m
   cat <<EOF
-server:
-  threads: 1
-  grace_period: 1s
-  pid_file: $WORK/sluice.pid
-  upgrade_sock: $WORK/sluice.sock
-  error_log: $WORK/sluice.err
-listeners:
-  - addr: 127.0.0.1:$1
-    keepalive: { idle: 75s, max_requests: 10000 }
-upstreams:
-  mock:
-    endpoints: [ { url: "http://$MOCK_ADDR" } ]
-    keys: [ { env: MOCK_UPSTREAM_KEY, id: mock-key } ]
-    timeouts: { connect: 2s, first_byte: 30s, idle: 60s, total: 10m }
-    pool: { size: 128, idle: 60s }
-routes:
-  - { path: /v1/messages, methods: [POST], upstream: mock }
-tenants:
-  - { name: bench, keys: [ { sha256: "$TENANT_HASH" } ] }
 limits: { max_body: 32MiB }
 logging:
   access: { path: "off" }
