@@ -235,7 +235,9 @@ pub fn upstream_head_h1(
         || client.method == http::Method::PUT
         || client.method == http::Method::PATCH
     {
-        push_header(out, b"content-length", body_len.to_string().as_bytes());
+        out.extend_from_slice(b"content-length: ");
+        // straight into the head: no String per request
+        let _ = std::io::Write::write_fmt(out, format_args!("{body_len}\r\n"));
     }
     out.extend_from_slice(b"\r\n");
     Ok(())

@@ -47,6 +47,7 @@ pub struct Endpoint {
     pub base_path: String,
     /// Used only while no primary endpoint is usable.
     pub backup: bool,
+    host_header: String,
 }
 
 impl Endpoint {
@@ -77,7 +78,18 @@ impl Endpoint {
         }
         let (host, port) = split_host_port(authority)
             .ok_or_else(|| format!("endpoint url `{url}` has an invalid host or port"))?;
-        let port = port.unwrap_or(if tls { 443 } else { 80 });
+        let default = if tls { 443 } else { 80 };
+        let port = port.unwrap_or(default);
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let host_header = if port == default {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
         Ok(Endpoint {
             url: url.to_string(),
             tls,
@@ -85,22 +97,13 @@ impl Endpoint {
             port,
             base_path: path.trim_end_matches('/').to_string(),
             backup: false,
+            host_header,
         })
     }
 
-    /// The `Host` header value.
-    pub fn host_header(&self) -> String {
-        let default = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    /// The `Host` header value (computed once, at parse time: it goes on every request).
+    pub fn host_header(&self) -> &str {
+        &self.host_header
     }
 }
 
