@@ -19,7 +19,7 @@ use crate::observe::usage_book::UsageBook;
 use crate::observe::{client_request_id, new_request_id};
 use crate::relay::{Failure, Relay};
 use crate::route::RouteMatch;
-use crate::upstream::affinity_hash;
+use crate::upstream::{affinity_hash, Upstream};
 use crate::usage::Usage;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -127,6 +127,16 @@ impl Ctx {
     }
 }
 
+/// A request ready to go upstream, as `Gateway::prepare` hands it to the forward.
+struct Forward<'c> {
+    up: &'c Upstream,
+    body: Bytes,
+    affinity: Option<u64>,
+    /// This request fetches for identical ones waiting on it: cache and publish its answer.
+    /// Boxed: it is held for the whole exchange, and is rare (non-streaming cache misses).
+    leader: Option<Box<(crate::cache::Key, crate::cache::LeaderGuard)>>,
+}
+
 /// The gateway: current config, upstream relay, limiter, access log.
 pub struct Gateway {
     pub config: Arc<ArcSwap<Config>>,
@@ -168,12 +178,79 @@ impl Gateway {
     }
 
     /// Route, authenticate, read the body, forward.
+    ///
+    /// Split in two so that the future living for a whole (streaming) exchange is only
+    /// the forward's: an async fn's state is as large as its largest await point plus
+    /// every local held across more than one await, so the admission steps' locals
+    /// (tenant, route, body, token counts...) would otherwise sit beside the relay's
+    /// state for the stream's life. `prepare`'s state overlaps the forward's instead.
     async fn handle(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         cfg: &Config,
     ) -> Result<(), Failure> {
+        // Destructured (not kept whole) so no part of it stays in this future's state.
+        let Some(Forward {
+            up,
+            body,
+            affinity,
+            leader,
+        }) = self.prepare(session, ctx, cfg).await?
+        else {
+            return Ok(());
+        };
+        if let Some(leader) = leader {
+            // Rare, short-lived, and it awaits the cache write after the exchange (holding
+            // the exchange's result meanwhile): boxed, to keep that out of the future
+            // every (streaming) request holds.
+            let fwd = Forward {
+                up,
+                body,
+                affinity,
+                leader: Some(leader),
+            };
+            return Box::pin(self.forward_and_fill(session, ctx, cfg, fwd)).await;
+        }
+        self.relay.forward(session, ctx, up, body, affinity).await
+    }
+
+    /// Forward a request that leads a cache fill, then cache and publish its answer.
+    async fn forward_and_fill(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        cfg: &Config,
+        fwd: Forward<'_>,
+    ) -> Result<(), Failure> {
+        let result = self
+            .relay
+            .forward(session, ctx, fwd.up, fwd.body, fwd.affinity)
+            .await;
+        if let Some(leader) = fwd.leader {
+            let (key, guard) = *leader;
+            let body = if result.is_ok() && ctx.upstream_status == Some(200) {
+                ctx.cache_body.take()
+            } else {
+                None
+            };
+            if let Some(b) = &body {
+                self.cache.put(&key, b.clone(), &cfg.cache).await;
+            }
+            guard.publish(body);
+        }
+        result
+    }
+
+    /// Everything before the upstream exchange: client-IP guard, route, tenant, body,
+    /// signature, model check, limits, request filters, cache. `None`: already answered
+    /// (from the cache).
+    async fn prepare<'c>(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        cfg: &'c Config,
+    ) -> Result<Option<Forward<'c>>, Failure> {
         // The client's address (trusted proxies' X-Forwarded-For) and the pre-auth guard,
         // before any hashing work.
         if !cfg.trusted_proxies.is_empty() {
@@ -362,36 +439,35 @@ impl Gateway {
         let mut leader = None;
         if let Some((key, stream_req)) = self.cache_key(session, ctx, cfg, route, &tenant, &body) {
             if let Some(hit) = self.cache.get(&key, &cfg.cache).await {
-                return self.serve_cached(session, ctx, hit, stream_req).await;
+                return self
+                    .serve_cached(session, ctx, hit, stream_req)
+                    .await
+                    .map(|()| None);
             }
             ctx.cache_status = Some("miss");
             if !stream_req {
                 match self.cache.join(&key) {
                     Join::Leader(g) => {
                         ctx.want_cache_body = true;
-                        leader = Some((key, g));
+                        leader = Some(Box::new((key, g)));
                     }
                     Join::Follower(rx) => {
                         if let Some(hit) = follow(rx, up.timeouts.total).await {
-                            return self.serve_cached(session, ctx, hit, false).await;
+                            return self
+                                .serve_cached(session, ctx, hit, false)
+                                .await
+                                .map(|()| None);
                         }
                     }
                 }
             }
         }
-        let result = self.relay.forward(session, ctx, up, body, affinity).await;
-        if let Some((key, guard)) = leader {
-            let body = if result.is_ok() && ctx.upstream_status == Some(200) {
-                ctx.cache_body.take()
-            } else {
-                None
-            };
-            if let Some(b) = &body {
-                self.cache.put(&key, b.clone(), &cfg.cache).await;
-            }
-            guard.publish(body);
-        }
-        result
+        Ok(Some(Forward {
+            up,
+            body,
+            affinity,
+            leader,
+        }))
     }
 
     /// A tenant that must sign its requests: check `x-sluice-signature` over the body
@@ -871,14 +947,13 @@ impl ProxyHttp for Gateway {
         let Some(cfg) = ctx.cfg.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no config snapshot");
         };
-        match self.handle(session, ctx, &cfg).await {
-            Ok(()) => Ok(true),
-            Err(Failure::Gateway(e)) => {
-                self.respond_error(session, ctx, &e).await?;
-                Ok(true)
-            }
-            Err(Failure::Abort(e)) => Err(e),
-        }
+        let e = match self.handle(session, ctx, &cfg).await {
+            Ok(()) => return Ok(true),
+            Err(Failure::Gateway(e)) => e,
+            Err(Failure::Abort(e)) => return Err(e),
+        };
+        self.respond_error(session, ctx, &e).await?;
+        Ok(true)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
