@@ -96,7 +96,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
         .map(|u| u.pool_size)
         .sum::<usize>()
         .max(1);
-    let relay = Arc::new(Relay::new(pool));
+    let relay = Arc::new(Relay::new(pool, shared.load().server.threads));
     let reloader = Arc::new(Reloader::new(shared.clone()));
     let housekeeping = background_service(
         "housekeeping",

@@ -14,6 +14,7 @@ use crate::config::schema::AuthStyle;
 use crate::observe::server_timing;
 use crate::proxy::Ctx;
 use crate::upstream::{Endpoint, Upstream, UpstreamKey};
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::time::Duration;
 
@@ -262,11 +263,56 @@ pub fn client_response(
     ctx: &Ctx,
     upstream_ttfb: Duration,
 ) -> pingora::Result<ResponseHeader> {
-    let mut resp =
-        ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 4))?;
+    build_client_response(
+        upstream.status.as_u16(),
+        upstream.headers.len(),
+        upstream
+            .headers
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.clone()))),
+        ctx,
+        upstream_ttfb,
+    )
+}
+
+/// Build the client's response header from an upstream HTTP/1.1 head parsed by sluice
+/// (`h1wire`); header values share the head's buffer instead of being copied.
+pub fn client_response_h1(
+    upstream: &super::h1wire::Head,
+    ctx: &Ctx,
+    upstream_ttfb: Duration,
+) -> pingora::Result<ResponseHeader> {
+    let invalid = || {
+        pingora::Error::explain(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "upstream header not valid for HTTP",
+        )
+    };
+    build_client_response(
+        upstream.status,
+        upstream.headers.len(),
+        upstream.headers.iter().map(|(n, v)| {
+            let name = HeaderName::from_bytes(n).map_err(|_| invalid())?;
+            let value = HeaderValue::from_maybe_shared(v.clone()).map_err(|_| invalid())?;
+            Ok((name, value))
+        }),
+        ctx,
+        upstream_ttfb,
+    )
+}
+
+fn build_client_response(
+    status: u16,
+    count: usize,
+    headers: impl Iterator<Item = pingora::Result<(HeaderName, HeaderValue)>>,
+    ctx: &Ctx,
+    upstream_ttfb: Duration,
+) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build_no_case(status, Some(count + 4))?;
     let mut has_request_id = false;
     let mut has_framing = false;
-    for (name, value) in upstream.headers.iter() {
+    for h in headers {
+        let (name, value) = h?;
         let n = name.as_str();
         if skip_response_header(n) {
             continue;
@@ -276,13 +322,13 @@ pub fn client_response(
             "content-length" | "transfer-encoding" => has_framing = true,
             _ => {}
         }
-        let _ = resp.append_header(name.clone(), value.clone());
+        let _ = resp.append_header(name, value);
     }
     let _ = resp.insert_header("x-request-id", ctx.request_id.as_str());
     if !has_request_id {
         let _ = resp.insert_header("request-id", ctx.request_id.as_str());
     }
-    if !has_framing && !no_body_status(upstream.status.as_u16()) {
+    if !has_framing && !no_body_status(status) {
         // An upstream that delimits its body by closing the connection: re-frame it as
         // chunked so the client connection can be kept.
         let _ = resp.insert_header("transfer-encoding", "chunked");

@@ -1,11 +1,14 @@
 //! Drives one upstream exchange for a request whose body sluice already holds: pick the
-//! endpoint and key, connect through Pingora's pooled connector, send the request,
+//! endpoint and key, connect (Pingora's connector; HTTP/1.1 exchanges and their idle pool
+//! are sluice's own, `h1client`), send the request,
 //! enforce the timeouts, and stream the response to the client chunk by chunk while the
 //! SSE parser observes it (usage, completion). Owning the exchange (rather than
 //! Pingora's proxy loop) is what lets sluice keep the body for replay and decide about
 //! retries itself; see docs/architecture.md.
 
 mod dns;
+mod h1client;
+pub mod h1wire;
 pub mod headers;
 
 use crate::error::{stream_error_event, GatewayError};
@@ -17,18 +20,18 @@ use crate::usage::{usage_from_json, StreamUsage};
 use bytes::Bytes;
 use dns::DnsCache;
 use pingora::connectors::http::Connector;
+use pingora::connectors::TransportConnector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
-use pingora::protocols::http::v1::client::HttpSession as Http1Session;
 use pingora::protocols::ALPN;
 use pingora::proxy::Session;
 use pingora::tls::x509::X509;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, OrErr};
+use pingora::upstreams::peer::Peer;
+use pingora::{Error, ErrorType};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 // Pingora's timer wheel (10 ms resolution, its own clock thread) instead of tokio's:
 // arming a tokio timer earlier than any other wakes the runtime's driver through its
 // eventfd, which at light load happened on every request (a write and an extra
@@ -112,18 +115,27 @@ const USAGE_SCAN_LIMIT: usize = 8 << 20;
 
 /// The upstream side: pooled connections, DNS cache, CA bundles.
 pub struct Relay {
+    /// Pingora's pooled HTTP client: HTTP/2 upstreams, `HEAD`, health checks.
     connector: Connector,
+    /// Connections for sluice's own HTTP/1.1 exchanges (`h1client`).
+    transport: TransportConnector,
+    /// Idle HTTP/1.1 connections kept per upstream address and worker thread.
+    max_idle: usize,
     dns: DnsCache,
     cas: Mutex<HashMap<String, Arc<Box<[X509]>>>>,
 }
 
 impl Relay {
-    /// `pool_size`: idle upstream connections kept per process.
-    pub fn new(pool_size: usize) -> Self {
+    /// `pool_size`: idle upstream connections kept per process (Pingora's pool) and per
+    /// endpoint address (sluice's HTTP/1.1 pool, split evenly over the `threads` worker
+    /// threads, each of which keeps its own).
+    pub fn new(pool_size: usize, threads: usize) -> Self {
         let mut opts = pingora::connectors::ConnectorOptions::new(pool_size);
         opts.keepalive_pool_size = pool_size.max(1);
         Relay {
+            transport: TransportConnector::new(Some(opts.clone())),
             connector: Connector::new(Some(opts)),
+            max_idle: pool_size.div_ceil(threads.max(1)).max(1),
             dns: DnsCache::default(),
             cas: Mutex::new(HashMap::new()),
         }
@@ -164,18 +176,18 @@ impl Relay {
         Ok(peer)
     }
 
-    /// Send the request to `up` — retrying on another key and/or endpoint, with backoff,
-    /// while nothing has reached the client — and stream the answer to the client.
-    pub async fn forward(
+    /// Pick endpoint and key, send the request and read the response head — retrying
+    /// on another key and/or endpoint, with backoff, as the upstream's policy allows.
+    async fn open(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         up: &Upstream,
-        body: Bytes,
+        body: &Bytes,
         affinity: Option<u64>,
-    ) -> Result<(), Failure> {
+        deadline: Instant,
+    ) -> Result<(UpConn, Box<HttpPeer>, Instant), Failure> {
         let t = up.timeouts;
-        let deadline = Instant::now() + t.total;
         // HTTP/1.1 upstreams get the request head serialized by sluice, so head and body
         // leave in one write; HTTP/2 (and HEAD, whose answer Pingora must know has no
         // body) go through Pingora's request writer.
@@ -189,7 +201,7 @@ impl Relay {
         let mut tried_eps: Vec<usize> = Vec::new();
         let mut tried_keys: Vec<usize> = Vec::new();
         let mut attempt = 0u32;
-        let (mut upstream, peer, sent_at) = loop {
+        loop {
             attempt += 1;
             ctx.attempts = attempt;
             let last_try = attempt >= up.retry.attempts;
@@ -237,7 +249,7 @@ impl Relay {
                     )
                     .map_err(|_| unforwardable())?;
                     if inline {
-                        wire.extend_from_slice(&body);
+                        wire.extend_from_slice(body);
                     }
                     Outgoing::Wire { wire, inline }
                 }
@@ -252,7 +264,7 @@ impl Relay {
             let outcome = match self.peer(up, ep).await {
                 Ok(peer) => {
                     let r = tokio::select! {
-                        r = self.send(&peer, &req, &body, t.first_byte, deadline) => r,
+                        r = self.send(&peer, &req, body, t.first_byte, deadline) => r,
                         _ = client_gone(session) => {
                             ctx.error = Some("client went away before the response".into());
                             return Err(Failure::Abort(Error::explain(
@@ -267,9 +279,7 @@ impl Relay {
             };
             ctx.upstream_wait += sent_at.elapsed();
             let code_label = match &outcome {
-                Ok((s, _)) => s
-                    .response_header()
-                    .map_or("502".to_string(), |h| h.status.as_u16().to_string()),
+                Ok((s, _)) => s.status().to_string(),
                 Err(SendError::Connect(_)) => "connect_error".to_string(),
                 Err(SendError::Timeout(_)) => "timeout".to_string(),
             };
@@ -287,9 +297,9 @@ impl Relay {
                 deadline.saturating_duration_since(Instant::now()) < Duration::from_millis(50);
             match outcome {
                 Ok((s, peer)) => {
-                    let status = s.response_header().map_or(502, |h| h.status.as_u16());
+                    let status = s.status();
                     up.record(ep_i, !(status >= 500 || status == 529));
-                    if let (Some(k), Some(h)) = (key, s.response_header()) {
+                    if let Some(k) = key.filter(|_| up.cooldown.applies_to(status)) {
                         let resets: Vec<&str> = [
                             "anthropic-ratelimit-requests-reset",
                             "anthropic-ratelimit-tokens-reset",
@@ -297,13 +307,9 @@ impl Relay {
                             "anthropic-ratelimit-output-tokens-reset",
                         ]
                         .iter()
-                        .filter_map(|n| h.headers.get(*n).and_then(|v| v.to_str().ok()))
+                        .filter_map(|n| s.header(n))
                         .collect();
-                        let hint = policy::retry_hint(
-                            h.headers.get("retry-after").and_then(|v| v.to_str().ok()),
-                            &resets,
-                            unix_now(),
-                        );
+                        let hint = policy::retry_hint(s.header("retry-after"), &resets, unix_now());
                         if let Some(cd) = up.cooldown.for_status(status, hint) {
                             k.cool_down(cd.as_millis() as u64, !matches!(status, 401 | 403));
                             log::warn!(
@@ -325,7 +331,7 @@ impl Relay {
                         self.backoff(up, attempt, deadline).await;
                         continue;
                     }
-                    break (s, peer, sent_at);
+                    return Ok((s, Box::new(peer), sent_at));
                 }
                 Err(e) => {
                     up.record(ep_i, false);
@@ -344,16 +350,34 @@ impl Relay {
                     return Err(Failure::Gateway(failure));
                 }
             }
-        };
+        }
+    }
+
+    /// Send the request to `up` — retrying on another key and/or endpoint, with backoff,
+    /// while nothing has reached the client — and stream the answer to the client.
+    pub async fn forward(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        up: &Upstream,
+        body: Bytes,
+        affinity: Option<u64>,
+    ) -> Result<(), Failure> {
+        let t = up.timeouts;
+        let deadline = Instant::now() + t.total;
+        // The connect/retry part runs boxed: its state is large and short-lived, and
+        // inline it would size the future that lives as long as the stream.
+        let (mut upstream, peer, sent_at) =
+            Box::pin(self.open(session, ctx, up, &body, affinity, deadline)).await?;
         let header_at = Instant::now();
-        let Some(uresp) = upstream.response_header() else {
-            return Err(Failure::Gateway(GatewayError::UpstreamProtocol));
-        };
-        ctx.upstream_status = Some(uresp.status.as_u16());
-        let is_sse = headers::is_event_stream(uresp);
-        let is_json = headers::is_json(Some(uresp));
-        let mut resp = headers::client_response(uresp, ctx, header_at - sent_at)
+        ctx.upstream_status = Some(upstream.status());
+        let is_sse = upstream.has_content_type(b"text/event-stream");
+        let is_json = upstream.has_content_type(b"application/json");
+        let mut resp = upstream
+            .client_response(ctx, header_at - sent_at)
             .map_err(|_| Failure::Gateway(GatewayError::UpstreamProtocol))?;
+        // The client's copy is built: the upstream head's own storage can go.
+        upstream.drop_head();
         ctx.status = resp.status.as_u16();
         ctx.stream = is_sse;
         let filters = ctx.cfg.as_ref().map(|c| c.filters.clone_response());
@@ -565,13 +589,22 @@ impl Relay {
     }
 
     /// Back to the pool if the response was read to the end, else closed.
-    async fn finish_upstream(&self, mut upstream: HttpSession, peer: &HttpPeer, up: &Upstream) {
-        if upstream.response_done() {
-            self.connector
-                .release_http_session(upstream, peer, Some(up.pool_idle))
-                .await;
-        } else {
-            upstream.shutdown().await;
+    async fn finish_upstream(&self, upstream: UpConn, peer: &HttpPeer, up: &Upstream) {
+        match upstream {
+            UpConn::H1(conn, _) => conn.release(peer.reuse_hash(), up.pool_idle, self.max_idle),
+            // Boxed: Pingora's release is a large future, and inline it would size the
+            // one that lives as long as the stream.
+            UpConn::Pingora(mut s) => {
+                if s.response_done() {
+                    Box::pin(
+                        self.connector
+                            .release_http_session(*s, peer, Some(up.pool_idle)),
+                    )
+                    .await;
+                } else {
+                    Box::pin(s.shutdown()).await;
+                }
+            }
         }
     }
 
@@ -620,7 +653,7 @@ impl Relay {
     async fn read_chunk(
         &self,
         session: &mut Session,
-        upstream: &mut HttpSession,
+        upstream: &mut UpConn,
         idle: Duration,
         deadline: Instant,
         ctx: &mut Ctx,
@@ -637,7 +670,7 @@ impl Relay {
         let wait = idle.min(deadline - now);
         let read = tokio::select! {
             biased;
-            r = timeout(wait, upstream.read_response_body()) => r,
+            r = timeout(wait, upstream.read_body()) => r,
             _ = client_gone(session) => {
                 // Dropping the upstream session cancels the upstream request.
                 ctx.error = Some("client went away".into());
@@ -699,7 +732,7 @@ impl Relay {
             .await
         {
             Ok(mut s) => {
-                let ok = s.response_header().is_some_and(|h| h.status.as_u16() < 500);
+                let ok = s.status() < 500;
                 s.shutdown().await;
                 ok
             }
@@ -724,17 +757,44 @@ impl Relay {
         body: &Bytes,
         first_byte: Duration,
         deadline: Instant,
-    ) -> Result<HttpSession, SendError> {
+    ) -> Result<UpConn, SendError> {
+        let connect_failed = |e: Box<Error>| {
+            log::warn!("upstream connect to {peer} failed: {e}");
+            SendError::Connect(connect_error(&e))
+        };
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (s, reused) = self.connector.get_http_session(peer).await.map_err(|e| {
-                log::warn!("upstream connect to {peer} failed: {e}");
-                SendError::Connect(connect_error(&e))
-            })?;
             let left = deadline.saturating_duration_since(Instant::now());
-            // The exchange owns the session: a timed-out or failed one is dropped (closed).
-            let res = timeout(first_byte.min(left), exchange(s, peer, req, body)).await;
+            // The exchange owns the connection: a timed-out or failed one is dropped
+            // (closed).
+            let (res, reused) = match req {
+                Outgoing::Wire { wire, inline } => {
+                    let (stream, reused) = match h1client::take(peer.reuse_hash()) {
+                        Some(s) => (s, true),
+                        None => (
+                            self.transport
+                                .new_stream(peer)
+                                .await
+                                .map_err(connect_failed)?,
+                            false,
+                        ),
+                    };
+                    let body: &[u8] = if *inline { &[] } else { body };
+                    let ex = h1client::H1Conn::exchange(stream, wire, body);
+                    let res = timeout(first_byte.min(left), ex).await;
+                    (res.map(|r| r.map(|(c, h)| UpConn::H1(c, h))), reused)
+                }
+                Outgoing::Head(h) => {
+                    let (s, reused) = self
+                        .connector
+                        .get_http_session(peer)
+                        .await
+                        .map_err(connect_failed)?;
+                    let res = timeout(first_byte.min(left), exchange(s, h, body)).await;
+                    (res.map(|r| r.map(|s| UpConn::Pingora(Box::new(s)))), reused)
+                }
+            };
             match res {
                 Ok(Ok(s)) => return Ok(s),
                 Ok(Err(e)) => {
@@ -813,51 +873,95 @@ enum Outgoing {
     Wire { wire: Vec<u8>, inline: bool },
 }
 
-/// Send the request and read the response header (skipping 1xx heads).
+/// An upstream response under way: sluice's own HTTP/1.1 exchange (with the parsed
+/// head, until the client's copy is built) or a Pingora client session.
+enum UpConn {
+    H1(h1client::H1Conn, h1wire::Head),
+    Pingora(Box<HttpSession>),
+}
+
+impl UpConn {
+    fn status(&self) -> u16 {
+        match self {
+            UpConn::H1(_, h) => h.status,
+            UpConn::Pingora(s) => s.response_header().map_or(502, |h| h.status.as_u16()),
+        }
+    }
+
+    /// A response header's value, if present and visible ASCII.
+    fn header(&self, name: &str) -> Option<&str> {
+        let v = match self {
+            UpConn::H1(_, h) => h.get(name)?,
+            UpConn::Pingora(s) => s.response_header()?.headers.get(name)?.as_bytes(),
+        };
+        std::str::from_utf8(v).ok()
+    }
+
+    fn has_content_type(&self, prefix: &[u8]) -> bool {
+        let v = match self {
+            UpConn::H1(_, h) => h.get("content-type"),
+            UpConn::Pingora(s) => s
+                .response_header()
+                .and_then(|h| h.headers.get("content-type"))
+                .map(|v| v.as_bytes()),
+        };
+        v.is_some_and(|v| v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix))
+    }
+
+    fn client_response(
+        &self,
+        ctx: &Ctx,
+        ttfb: Duration,
+    ) -> pingora::Result<pingora::http::ResponseHeader> {
+        match self {
+            UpConn::H1(_, h) => headers::client_response_h1(h, ctx, ttfb),
+            UpConn::Pingora(s) => match s.response_header() {
+                Some(h) => headers::client_response(h, ctx, ttfb),
+                None => Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header"),
+            },
+        }
+    }
+
+    fn drop_head(&mut self) {
+        if let UpConn::H1(_, h) = self {
+            h.headers = Vec::new();
+        }
+    }
+
+    async fn read_body(&mut self) -> pingora::Result<Option<Bytes>> {
+        match self {
+            UpConn::H1(c, _) => c.read_body().await,
+            UpConn::Pingora(s) => s.read_response_body().await,
+        }
+    }
+
+    fn response_done(&mut self) -> bool {
+        match self {
+            UpConn::H1(c, _) => c.response_done(),
+            UpConn::Pingora(s) => s.response_done(),
+        }
+    }
+
+    /// Close the connection (dropping it cancels the upstream request).
+    async fn shutdown(&mut self) {
+        if let UpConn::Pingora(s) = self {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// Send the request through Pingora's client and read the response header (skipping
+/// 1xx heads).
 async fn exchange(
-    s: HttpSession,
-    peer: &HttpPeer,
-    req: &Outgoing,
+    mut s: HttpSession,
+    req: &RequestHeader,
     body: &Bytes,
 ) -> pingora::Result<HttpSession> {
-    let mut s = match (req, s) {
-        (Outgoing::Wire { wire, inline }, HttpSession::H1(h1)) => {
-            // Pingora's `write_request_header` flushes the head on its own, so a small
-            // request would take two sends (and two segments the upstream must read).
-            // Write head and body on the connection ourselves and let Pingora's H1 client
-            // read the answer on it.
-            let mut stream = h1.into_inner();
-            stream
-                .write_all(wire)
-                .await
-                .or_err(ErrorType::WriteError, "while writing the upstream request")?;
-            if !inline && !body.is_empty() {
-                stream
-                    .write_all(body)
-                    .await
-                    .or_err(ErrorType::WriteError, "while writing the upstream body")?;
-            }
-            stream
-                .flush()
-                .await
-                .or_err(ErrorType::WriteError, "flushing the upstream request")?;
-            HttpSession::H1(Http1Session::new_with_options(stream, peer))
-        }
-        (Outgoing::Wire { .. }, _) => {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "serialized HTTP/1.1 request for a non-HTTP/1.1 upstream session",
-            )
-        }
-        (Outgoing::Head(req), mut s) => {
-            s.write_request_header(req.clone()).await?;
-            if !body.is_empty() {
-                s.write_request_body(body.clone(), true).await?;
-            }
-            s.finish_request_body().await?;
-            s
-        }
-    };
+    s.write_request_header(Box::new(req.clone())).await?;
+    if !body.is_empty() {
+        s.write_request_body(body.clone(), true).await?;
+    }
+    s.finish_request_body().await?;
     s.read_response_header().await?;
     // HTTP/1 may deliver informational (1xx) heads first.
     while s

@@ -121,6 +121,17 @@ impl CooldownPolicy {
         Ok(())
     }
 
+    /// Whether any rule covers `status` (so the upstream's hint is worth reading).
+    pub fn applies_to(&self, status: u16) -> bool {
+        self.rules.iter().any(|r| {
+            if r.1 {
+                r.0 == status / 100
+            } else {
+                r.0 == status
+            }
+        })
+    }
+
     /// The cooldown for `status` (exact code beats class), given the upstream's
     /// retry-after hint.
     pub fn for_status(&self, status: u16, hint: Option<Duration>) -> Option<Duration> {

@@ -1,0 +1,160 @@
+//! sluice's own HTTP/1.1 upstream connections (`relay::h1client`): keep-alive reuse,
+//! upstreams that close idle connections, and answers that must not be reused.
+//! The upstream here is a raw TCP server that counts the connections it accepts.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Upstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+}
+
+/// Serves requests on each connection in turn with `answer(n)` (n = request number on
+/// that connection); closes a connection idle for `idle_close`, or after an answer
+/// that says `connection: close`.
+fn upstream(idle_close: Duration, answer: fn(usize) -> Vec<u8>) -> Upstream {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let (acc, ans) = (accepted.clone(), answered.clone());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            acc.fetch_add(1, Ordering::SeqCst);
+            let ans = ans.clone();
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(idle_close));
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                for n in 0.. {
+                    // one request: head plus content-length body
+                    loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let cl: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + cl {
+                                buf.drain(..end + 4 + cl);
+                                break;
+                            }
+                        }
+                        match c.read(&mut tmp) {
+                            Ok(0) | Err(_) => return, // closed, or idle too long: close
+                            Ok(k) => buf.extend_from_slice(&tmp[..k]),
+                        }
+                    }
+                    let resp = answer(n);
+                    if c.write_all(&resp).is_err() {
+                        return;
+                    }
+                    ans.fetch_add(1, Ordering::SeqCst);
+                    if String::from_utf8_lossy(&resp)
+                        .to_ascii_lowercase()
+                        .contains("connection: close")
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Upstream {
+        addr,
+        accepted,
+        answered,
+    }
+}
+
+const JSON: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
+
+fn json_answer(_: usize) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{JSON}",
+        JSON.len()
+    )
+    .into_bytes()
+}
+
+fn chunked_answer(_: usize) -> Vec<u8> {
+    let (a, b) = JSON.split_at(40);
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    )
+    .into_bytes()
+}
+
+fn closing_answer(_: usize) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{JSON}",
+        JSON.len()
+    )
+    .into_bytes()
+}
+
+/// `n` requests one after another on one client connection, `pause` apart; every one
+/// must be a 200 with the upstream's body.
+async fn sequential(gw: &Gateway, n: usize, pause: Duration) {
+    let c = client();
+    for i in 0..n {
+        let r = c
+            .post(gw.url("/v1/messages"))
+            .header("x-api-key", TENANT_KEY)
+            .json(&message_body(false))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200, "request {i}");
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["content"][0]["text"], "hi", "request {i}");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_connections_are_reused() {
+    for answer in [json_answer as fn(usize) -> Vec<u8>, chunked_answer] {
+        let up = upstream(Duration::from_secs(30), answer);
+        let gw = start_gateway(&format!("http://{}", up.addr));
+        sequential(&gw, 10, Duration::ZERO).await;
+        assert_eq!(up.answered.load(Ordering::SeqCst), 10);
+        // One client connection is served by one worker thread, whose idle list hands
+        // the same upstream connection back every time.
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 1, "{}", gw.logs());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_the_upstream_closed_while_idle_are_not_used() {
+    let up = upstream(Duration::from_millis(50), json_answer);
+    let gw = start_gateway(&format!("http://{}", up.addr));
+    sequential(&gw, 5, Duration::from_millis(200)).await;
+    assert_eq!(up.answered.load(Ordering::SeqCst), 5);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 5);
+    assert!(
+        !gw.logs().contains("failed before responding"),
+        "a closed idle connection was tried: {}",
+        gw.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_close_answers_are_not_pooled() {
+    let up = upstream(Duration::from_secs(30), closing_answer);
+    let gw = start_gateway(&format!("http://{}", up.addr));
+    sequential(&gw, 4, Duration::from_millis(20)).await;
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+}
