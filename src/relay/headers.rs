@@ -349,22 +349,31 @@ fn no_body_status(s: u16) -> bool {
 /// The tenant's own budget in Anthropic's header names: `-limit` is the bucket's size,
 /// `-remaining` what could be sent right now, `-reset` when the bucket is full again.
 pub fn add_ratelimit_headers(resp: &mut ResponseHeader, ctx: &Ctx) {
+    const NAMES: [[&str; 3]; 2] = [
+        [
+            "anthropic-ratelimit-requests-limit",
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-requests-reset",
+        ],
+        [
+            "anthropic-ratelimit-tokens-limit",
+            "anthropic-ratelimit-tokens-remaining",
+            "anthropic-ratelimit-tokens-reset",
+        ],
+    ];
     let Some(a) = &ctx.ratelimit else { return };
     let now = std::time::SystemTime::now();
-    for (kind, state) in [("requests", &a.requests), ("tokens", &a.tokens)] {
+    for ([limit, remaining, reset], state) in NAMES.into_iter().zip([&a.requests, &a.tokens]) {
         let Some(st) = state else { continue };
-        let reset = now + Duration::from_nanos(st.reset_ns);
+        let at = now + Duration::from_nanos(st.reset_ns);
+        let _ = resp.insert_header(HeaderName::from_static(limit), HeaderValue::from(st.limit));
         let _ = resp.insert_header(
-            format!("anthropic-ratelimit-{kind}-limit"),
-            st.limit.to_string(),
+            HeaderName::from_static(remaining),
+            HeaderValue::from(st.remaining),
         );
         let _ = resp.insert_header(
-            format!("anthropic-ratelimit-{kind}-remaining"),
-            st.remaining.to_string(),
-        );
-        let _ = resp.insert_header(
-            format!("anthropic-ratelimit-{kind}-reset"),
-            crate::observe::access_log::rfc3339(reset),
+            HeaderName::from_static(reset),
+            crate::observe::access_log::rfc3339(at),
         );
     }
 }
