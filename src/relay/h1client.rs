@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 /// First read buffer of a response; doubled (up to [`MAX_READ`]) while reads fill it.
-const FIRST_READ: usize = 4 << 10;
+const FIRST_READ: usize = 2 << 10;
 const MAX_READ: usize = 64 << 10;
 
 struct Idle {
@@ -93,6 +93,8 @@ fn still_open(stream: &mut Stream) -> bool {
 
 /// One request/response on an upstream HTTP/1.1 connection.
 pub struct H1Conn {
+    /// The idle list it came from and goes back to (`Peer::reuse_hash`).
+    peer: u64,
     stream: Stream,
     buf: BytesMut,
     body: BodyDecoder,
@@ -103,7 +105,12 @@ pub struct H1Conn {
 impl H1Conn {
     /// Write the request (`wire`, then `body` unless it is already inside `wire`) and read
     /// the response head. An error means the connection is unusable.
-    pub async fn exchange(mut stream: Stream, wire: &[u8], body: &[u8]) -> Result<(H1Conn, Head)> {
+    pub async fn exchange(
+        peer: u64,
+        mut stream: Stream,
+        wire: &[u8],
+        body: &[u8],
+    ) -> Result<(H1Conn, Head)> {
         stream
             .write_all(wire)
             .await
@@ -119,6 +126,7 @@ impl H1Conn {
             .await
             .or_err(ErrorType::WriteError, "flushing the upstream request")?;
         let mut conn = H1Conn {
+            peer,
             stream,
             buf: BytesMut::new(),
             body: BodyDecoder::new(h1wire::Framing::Empty),
@@ -180,9 +188,9 @@ impl H1Conn {
     }
 
     /// Back to this thread's pool when the exchange completed cleanly; closed otherwise.
-    pub fn release(self, peer: u64, idle_for: Duration, max_idle: usize) {
+    pub fn release(self, idle_for: Duration, max_idle: usize) {
         if self.reusable && self.body.is_done() && self.buf.is_empty() {
-            put(peer, self.stream, idle_for, max_idle);
+            put(self.peer, self.stream, idle_for, max_idle);
         }
     }
 }
@@ -235,6 +243,7 @@ mod tests {
             server
         });
         let (mut conn, head) = H1Conn::exchange(
+            7,
             client,
             b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n",
             b"{}",
@@ -249,7 +258,7 @@ mod tests {
         assert_eq!(body, b"abcde");
         assert!(conn.response_done());
         let _server = serve.await.expect("server");
-        conn.release(7, Duration::from_secs(5), 4);
+        conn.release(Duration::from_secs(5), 4);
         assert_eq!(idle_count(7), 1);
         assert!(take(7).is_some(), "a live pooled connection is handed out");
         assert!(take(7).is_none());
@@ -289,7 +298,7 @@ mod tests {
                 .await
                 .expect("write");
         });
-        let (mut conn, head) = H1Conn::exchange(client, b"GET / HTTP/1.1\r\n\r\n", b"")
+        let (mut conn, head) = H1Conn::exchange(10, client, b"GET / HTTP/1.1\r\n\r\n", b"")
             .await
             .expect("exchange");
         assert!(!head.reusable);
@@ -299,7 +308,7 @@ mod tests {
             body.extend_from_slice(&b);
         }
         assert_eq!(body, b"until close");
-        conn.release(10, Duration::from_secs(5), 4);
+        conn.release(Duration::from_secs(5), 4);
         assert_eq!(idle_count(10), 0);
 
         let (client, mut server) = pair().await;
@@ -310,7 +319,7 @@ mod tests {
                 .await
                 .expect("write");
         });
-        let (mut conn, _) = H1Conn::exchange(client, b"GET / HTTP/1.1\r\n\r\n", b"")
+        let (mut conn, _) = H1Conn::exchange(10, client, b"GET / HTTP/1.1\r\n\r\n", b"")
             .await
             .expect("exchange");
         serve.await.expect("server");
@@ -322,7 +331,7 @@ mod tests {
             conn.read_body().await.is_err(),
             "a truncated body is an error"
         );
-        conn.release(10, Duration::from_secs(5), 4);
+        conn.release(Duration::from_secs(5), 4);
         assert_eq!(idle_count(10), 0);
     }
 
@@ -332,7 +341,7 @@ mod tests {
         let serve = tokio::spawn(async move {
             read_request(&mut server).await;
         });
-        let r = H1Conn::exchange(client, b"GET / HTTP/1.1\r\n\r\n", b"").await;
+        let r = H1Conn::exchange(10, client, b"GET / HTTP/1.1\r\n\r\n", b"").await;
         serve.await.expect("server");
         assert!(r.is_err());
     }

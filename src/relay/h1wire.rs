@@ -97,7 +97,7 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, WireError> {
             buf.advance(n);
             continue;
         }
-        // Record header positions, then split the head off and slice it (no copies).
+        // Record header positions, then copy the head out and slice it.
         let base = buf.as_ptr() as usize;
         let mut spans: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(resp.headers.len());
         let mut chunked = false;
@@ -158,7 +158,10 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, WireError> {
         let reusable = !close
             && framing != Framing::UntilClose
             && !(length.is_some() && (chunked || other_coding));
-        let head = buf.split_to(n).freeze();
+        // A copy, so that header values (kept as long as the response) do not pin the
+        // read buffer, which then serves the whole body.
+        let head = Bytes::copy_from_slice(&buf[..n]);
+        buf.advance(n);
         let headers = spans
             .into_iter()
             .map(|(ns, nl, vs, vl)| (head.slice(ns..ns + nl), head.slice(vs..vs + vl)))

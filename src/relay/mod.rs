@@ -186,7 +186,7 @@ impl Relay {
         body: &Bytes,
         affinity: Option<u64>,
         deadline: Instant,
-    ) -> Result<(UpConn, Box<HttpPeer>, Instant), Failure> {
+    ) -> Result<(UpConn, Instant), Failure> {
         let t = up.timeouts;
         // HTTP/1.1 upstreams get the request head serialized by sluice, so head and body
         // leave in one write; HTTP/2 (and HEAD, whose answer Pingora must know has no
@@ -273,13 +273,13 @@ impl Relay {
                             )));
                         }
                     };
-                    r.map(|s| (s, peer))
+                    r
                 }
                 Err(e) => Err(SendError::Connect(e)),
             };
             ctx.upstream_wait += sent_at.elapsed();
             let code_label = match &outcome {
-                Ok((s, _)) => s.status().to_string(),
+                Ok(s) => s.status().to_string(),
                 Err(SendError::Connect(_)) => "connect_error".to_string(),
                 Err(SendError::Timeout(_)) => "timeout".to_string(),
             };
@@ -296,7 +296,7 @@ impl Relay {
             let out_of_time =
                 deadline.saturating_duration_since(Instant::now()) < Duration::from_millis(50);
             match outcome {
-                Ok((s, peer)) => {
+                Ok(s) => {
                     let status = s.status();
                     up.record(ep_i, !(status >= 500 || status == 529));
                     if let Some(k) = key.filter(|_| up.cooldown.applies_to(status)) {
@@ -331,7 +331,7 @@ impl Relay {
                         self.backoff(up, attempt, deadline).await;
                         continue;
                     }
-                    return Ok((s, Box::new(peer), sent_at));
+                    return Ok((s, sent_at));
                 }
                 Err(e) => {
                     up.record(ep_i, false);
@@ -367,8 +367,11 @@ impl Relay {
         let deadline = Instant::now() + t.total;
         // The connect/retry part runs boxed: its state is large and short-lived, and
         // inline it would size the future that lives as long as the stream.
-        let (mut upstream, peer, sent_at) =
+        let (mut upstream, sent_at) =
             Box::pin(self.open(session, ctx, up, &body, affinity, deadline)).await?;
+        // Sent for good: do not hold the request body (and the buffer it may share) for
+        // the rest of a long stream.
+        drop(body);
         let header_at = Instant::now();
         ctx.upstream_status = Some(upstream.status());
         let is_sse = upstream.has_content_type(b"text/event-stream");
@@ -451,7 +454,7 @@ impl Relay {
                     ctx.error = Some("client went away".into());
                     return Err(Failure::Abort(e));
                 }
-                self.finish_upstream(upstream, &peer, up).await;
+                self.finish_upstream(upstream, up).await;
                 return Ok(());
             }
             // Too large to filter: pass it on unfiltered, as it arrives.
@@ -584,21 +587,21 @@ impl Relay {
             ctx.error = Some("client went away".into());
             return Err(Failure::Abort(e));
         }
-        self.finish_upstream(upstream, &peer, up).await;
+        self.finish_upstream(upstream, up).await;
         Ok(())
     }
 
     /// Back to the pool if the response was read to the end, else closed.
-    async fn finish_upstream(&self, upstream: UpConn, peer: &HttpPeer, up: &Upstream) {
+    async fn finish_upstream(&self, upstream: UpConn, up: &Upstream) {
         match upstream {
-            UpConn::H1(conn, _) => conn.release(peer.reuse_hash(), up.pool_idle, self.max_idle),
+            UpConn::H1(conn, _) => conn.release(up.pool_idle, self.max_idle),
             // Boxed: Pingora's release is a large future, and inline it would size the
             // one that lives as long as the stream.
-            UpConn::Pingora(mut s) => {
+            UpConn::Pingora(mut s, peer) => {
                 if s.response_done() {
                     Box::pin(
                         self.connector
-                            .release_http_session(*s, peer, Some(up.pool_idle)),
+                            .release_http_session(*s, &*peer, Some(up.pool_idle)),
                     )
                     .await;
                 } else {
@@ -781,7 +784,7 @@ impl Relay {
                         ),
                     };
                     let body: &[u8] = if *inline { &[] } else { body };
-                    let ex = h1client::H1Conn::exchange(stream, wire, body);
+                    let ex = h1client::H1Conn::exchange(peer.reuse_hash(), stream, wire, body);
                     let res = timeout(first_byte.min(left), ex).await;
                     (res.map(|r| r.map(|(c, h)| UpConn::H1(c, h))), reused)
                 }
@@ -792,7 +795,11 @@ impl Relay {
                         .await
                         .map_err(connect_failed)?;
                     let res = timeout(first_byte.min(left), exchange(s, h, body)).await;
-                    (res.map(|r| r.map(|s| UpConn::Pingora(Box::new(s)))), reused)
+                    let keep = || Box::new(peer.clone());
+                    (
+                        res.map(|r| r.map(|s| UpConn::Pingora(Box::new(s), keep()))),
+                        reused,
+                    )
                 }
             };
             match res {
@@ -877,14 +884,15 @@ enum Outgoing {
 /// head, until the client's copy is built) or a Pingora client session.
 enum UpConn {
     H1(h1client::H1Conn, h1wire::Head),
-    Pingora(Box<HttpSession>),
+    /// The peer is kept for the release to Pingora's pool.
+    Pingora(Box<HttpSession>, Box<HttpPeer>),
 }
 
 impl UpConn {
     fn status(&self) -> u16 {
         match self {
             UpConn::H1(_, h) => h.status,
-            UpConn::Pingora(s) => s.response_header().map_or(502, |h| h.status.as_u16()),
+            UpConn::Pingora(s, _) => s.response_header().map_or(502, |h| h.status.as_u16()),
         }
     }
 
@@ -892,7 +900,7 @@ impl UpConn {
     fn header(&self, name: &str) -> Option<&str> {
         let v = match self {
             UpConn::H1(_, h) => h.get(name)?,
-            UpConn::Pingora(s) => s.response_header()?.headers.get(name)?.as_bytes(),
+            UpConn::Pingora(s, _) => s.response_header()?.headers.get(name)?.as_bytes(),
         };
         std::str::from_utf8(v).ok()
     }
@@ -900,7 +908,7 @@ impl UpConn {
     fn has_content_type(&self, prefix: &[u8]) -> bool {
         let v = match self {
             UpConn::H1(_, h) => h.get("content-type"),
-            UpConn::Pingora(s) => s
+            UpConn::Pingora(s, _) => s
                 .response_header()
                 .and_then(|h| h.headers.get("content-type"))
                 .map(|v| v.as_bytes()),
@@ -915,7 +923,7 @@ impl UpConn {
     ) -> pingora::Result<pingora::http::ResponseHeader> {
         match self {
             UpConn::H1(_, h) => headers::client_response_h1(h, ctx, ttfb),
-            UpConn::Pingora(s) => match s.response_header() {
+            UpConn::Pingora(s, _) => match s.response_header() {
                 Some(h) => headers::client_response(h, ctx, ttfb),
                 None => Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header"),
             },
@@ -931,20 +939,20 @@ impl UpConn {
     async fn read_body(&mut self) -> pingora::Result<Option<Bytes>> {
         match self {
             UpConn::H1(c, _) => c.read_body().await,
-            UpConn::Pingora(s) => s.read_response_body().await,
+            UpConn::Pingora(s, _) => s.read_response_body().await,
         }
     }
 
     fn response_done(&mut self) -> bool {
         match self {
             UpConn::H1(c, _) => c.response_done(),
-            UpConn::Pingora(s) => s.response_done(),
+            UpConn::Pingora(s, _) => s.response_done(),
         }
     }
 
     /// Close the connection (dropping it cancels the upstream request).
     async fn shutdown(&mut self) {
-        if let UpConn::Pingora(s) = self {
+        if let UpConn::Pingora(s, _) = self {
             s.shutdown().await;
         }
     }
