@@ -454,6 +454,29 @@ async fn idle_timeout_mid_stream_ends_with_an_error_event() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stream_longer_than_the_idle_timeout_with_short_gaps_completes() {
+    let (_mock, url) = start_mock();
+    let gw = start_gateway(&url); // idle: 1s
+    let started = std::time::Instant::now();
+    let r = client()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", TENANT_KEY)
+        .header("x-mock-event-delay-ms", "350")
+        .json(&message_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = read_all(r).await;
+    assert!(
+        started.elapsed() > std::time::Duration::from_millis(2500),
+        "the stream outlasted the idle timeout several times over"
+    );
+    assert!(text.contains("event: message_stop"), "{text}");
+    assert!(!text.contains("interrupted"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn upstream_error_statuses_pass_through_unchanged() {
     let (_mock, url) = start_mock();
     let gw = start_gateway(&url);
