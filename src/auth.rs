@@ -172,27 +172,15 @@ pub fn presented_key<'a>(
     authorization: Option<&'a [u8]>,
 ) -> Option<&'a [u8]> {
     if let Some(k) = x_api_key {
-        return Some(trim(k));
+        return Some(k.trim_ascii());
     }
     let a = authorization?;
-    let a = trim(a);
+    let a = a.trim_ascii();
     if a.len() > 7 && a[..7].eq_ignore_ascii_case(b"bearer ") {
-        Some(trim(&a[7..]))
+        Some(a[7..].trim_ascii())
     } else {
         None
     }
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end]
 }
 
 #[cfg(test)]

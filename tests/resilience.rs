@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -45,26 +45,8 @@ fn flaky(status_when_failing: u16) -> Flaky {
             let Ok(mut c) = conn else { continue };
             let (h, ok) = (h.clone(), ok.clone());
             std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 65536];
-                // read head + content-length body
-                loop {
-                    let Ok(n) = c.read(&mut tmp) else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let cl: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + cl {
-                            break;
-                        }
-                    }
+                if !read_request(&mut c, &mut Vec::new()) {
+                    return;
                 }
                 h.fetch_add(1, Ordering::SeqCst);
                 let (status, body) = if ok.load(Ordering::SeqCst) {

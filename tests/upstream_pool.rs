@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,26 +34,10 @@ fn upstream(idle_close: Duration, answer: fn(usize) -> Vec<u8>) -> Upstream {
             std::thread::spawn(move || {
                 let _ = c.set_read_timeout(Some(idle_close));
                 let mut buf = Vec::new();
-                let mut tmp = [0u8; 8192];
                 for n in 0.. {
-                    // one request: head plus content-length body
-                    loop {
-                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                            let cl: usize = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse().ok())
-                                .unwrap_or(0);
-                            if buf.len() >= end + 4 + cl {
-                                buf.drain(..end + 4 + cl);
-                                break;
-                            }
-                        }
-                        match c.read(&mut tmp) {
-                            Ok(0) | Err(_) => return, // closed, or idle too long: close
-                            Ok(k) => buf.extend_from_slice(&tmp[..k]),
-                        }
+                    // one request; a closed or too long idle connection ends here (closed)
+                    if !read_request(&mut c, &mut buf) {
+                        return;
                     }
                     let resp = answer(n);
                     if c.write_all(&resp).is_err() {

@@ -112,7 +112,7 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, WireError> {
                 let last = value
                     .rsplit(|&b| b == b',')
                     .next()
-                    .map(trim)
+                    .map(<[u8]>::trim_ascii)
                     .unwrap_or_default();
                 if last.eq_ignore_ascii_case(b"chunked") {
                     chunked = true;
@@ -122,7 +122,7 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, WireError> {
                 }
             } else if name.eq_ignore_ascii_case(b"content-length") {
                 for part in value.split(|&b| b == b',') {
-                    let v = parse_length(trim(part)).ok_or(WireError::ContentLength)?;
+                    let v = parse_length(part.trim_ascii()).ok_or(WireError::ContentLength)?;
                     if length.is_some_and(|l| l != v) {
                         return Err(WireError::ContentLength);
                     }
@@ -130,7 +130,7 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, WireError> {
                 }
             } else if name.eq_ignore_ascii_case(b"connection") {
                 for token in value.split(|&b| b == b',') {
-                    let t = trim(token);
+                    let t = token.trim_ascii();
                     if t.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if version == 0 && t.eq_ignore_ascii_case(b"keep-alive") {
@@ -173,18 +173,6 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, WireError> {
             reusable,
         }));
     }
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }
 
 fn parse_length(b: &[u8]) -> Option<u64> {

@@ -244,19 +244,6 @@ pub fn upstream_head_h1(
     Ok(())
 }
 
-/// Is this an SSE response?
-pub fn is_event_stream(h: &ResponseHeader) -> bool {
-    h.headers
-        .get("content-type")
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
-}
-
-/// Is this a JSON response?
-pub fn is_json(h: Option<&ResponseHeader>) -> bool {
-    h.and_then(|h| h.headers.get("content-type"))
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
-}
-
 /// Build the client's response header from the upstream's.
 pub fn client_response(
     upstream: &ResponseHeader,

@@ -213,26 +213,8 @@ pub fn raw_upstream(response: Vec<u8>, pieces: usize, gap: Duration) -> SocketAd
             let Ok(mut c) = conn else { continue };
             let response = response.clone();
             std::thread::spawn(move || {
-                // read the request head and a content-length body
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 4096];
-                loop {
-                    let Ok(n) = c.read(&mut tmp) else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                    if let Some(end) = find(&buf, b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let cl: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + cl {
-                            break;
-                        }
-                    }
+                if !read_request(&mut c, &mut Vec::new()) {
+                    return;
                 }
                 let step = response.len().div_ceil(pieces.max(1)).max(1);
                 for piece in response.chunks(step) {
@@ -246,6 +228,31 @@ pub fn raw_upstream(response: Vec<u8>, pieces: usize, gap: Duration) -> SocketAd
         }
     });
     addr
+}
+
+/// Read one HTTP/1.1 request (head plus a content-length body) from `c` into `buf`, and
+/// take it off `buf`, leaving whatever followed it for the next call. `false` when the
+/// connection closed, failed or timed out first.
+pub fn read_request(c: &mut impl Read, buf: &mut Vec<u8>) -> bool {
+    let mut tmp = [0u8; 8192];
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let cl: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + cl {
+                buf.drain(..end + 4 + cl);
+                return true;
+            }
+        }
+        match c.read(&mut tmp) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
