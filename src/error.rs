@@ -50,6 +50,11 @@ pub enum GatewayError {
     UpstreamProtocol,
     #[error("internal gateway error")]
     Internal,
+    /// An HTTP/1 request head that cannot be parsed or framed.
+    #[error("{0}")]
+    MalformedRequest(String),
+    #[error("request head is too large")]
+    HeadTooLarge,
 }
 
 impl GatewayError {
@@ -63,7 +68,8 @@ impl GatewayError {
             IpNotAllowed | ModelNotAllowed(_) => 403,
             BodyTooLarge { .. } => 413,
             RateLimited { .. } => 429,
-            InvalidBody(_) | BodyRead(_) | FilterBlocked => 400,
+            InvalidBody(_) | BodyRead(_) | FilterBlocked | MalformedRequest(_) => 400,
+            HeadTooLarge => 431,
             UpstreamUnavailable | UpstreamProtocol => 502,
             NoUpstreamKey { .. } => 503,
             UpstreamTimeout(_) => 504,
@@ -76,9 +82,12 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             RouteNotFound { .. } => "not_found_error",
-            MethodNotAllowed { .. } | InvalidBody(_) | BodyRead(_) | FilterBlocked => {
-                "invalid_request_error"
-            }
+            MethodNotAllowed { .. }
+            | InvalidBody(_)
+            | BodyRead(_)
+            | FilterBlocked
+            | MalformedRequest(_)
+            | HeadTooLarge => "invalid_request_error",
             MissingKey | InvalidKey | Unauthorized(_) => "authentication_error",
             IpNotAllowed | ModelNotAllowed(_) => "permission_error",
             BodyTooLarge { .. } => "request_too_large",
@@ -112,6 +121,8 @@ impl GatewayError {
             UpstreamTimeout(_) => "upstream.timeout",
             UpstreamProtocol => "upstream.protocol",
             Internal => "internal",
+            MalformedRequest(_) => "request.malformed",
+            HeadTooLarge => "request.head_too_large",
         }
     }
 

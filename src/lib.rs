@@ -9,6 +9,7 @@ pub mod auth;
 pub mod background;
 pub mod cache;
 pub mod config;
+pub mod downstream;
 pub mod error;
 pub mod filter;
 pub mod keygen;

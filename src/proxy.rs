@@ -6,6 +6,7 @@
 use crate::auth::{presented_key, AuthFailure, Tenant};
 use crate::cache::{follow, Join, ResponseCache};
 use crate::config::Config;
+use crate::downstream::Downstream;
 use crate::error::GatewayError;
 use crate::limit::clientip::client_ip;
 use crate::limit::limiter::retry_after_secs;
@@ -184,9 +185,9 @@ impl Gateway {
     /// every local held across more than one await, so the admission steps' locals
     /// (tenant, route, body, token counts...) would otherwise sit beside the relay's
     /// state for the stream's life. `prepare`'s state overlaps the forward's instead.
-    async fn handle(
+    async fn handle<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         cfg: &Config,
     ) -> Result<(), Failure> {
@@ -216,9 +217,9 @@ impl Gateway {
     }
 
     /// Forward a request that leads a cache fill, then cache and publish its answer.
-    async fn forward_and_fill(
+    async fn forward_and_fill<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         cfg: &Config,
         fwd: Forward<'_>,
@@ -245,9 +246,9 @@ impl Gateway {
     /// Everything before the upstream exchange: client-IP guard, route, tenant, body,
     /// signature, model check, limits, request filters, cache. `None`: already answered
     /// (from the cache).
-    async fn prepare<'c>(
+    async fn prepare<'c, D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         cfg: &'c Config,
     ) -> Result<Option<Forward<'c>>, Failure> {
@@ -473,9 +474,9 @@ impl Gateway {
     /// A tenant that must sign its requests: check `x-sluice-signature` over the body
     /// as received, then that the signature was not seen before in its window (in
     /// process, or in Redis when limits are shared).
-    async fn check_signature(
+    async fn check_signature<D: Downstream>(
         &self,
-        session: &Session,
+        session: &D,
         secret: &crate::upstream::Secret,
         window: u64,
         body: &[u8],
@@ -520,9 +521,9 @@ impl Gateway {
 
     /// The cache key of a cacheable request (and whether it asked for a stream), or
     /// `None`; sets `x-sluice-cache: bypass` where caching applies but is skipped.
-    fn cache_key(
+    fn cache_key<D: Downstream>(
         &self,
-        session: &Session,
+        session: &D,
         ctx: &mut Ctx,
         cfg: &Config,
         route: &crate::route::Route,
@@ -558,9 +559,9 @@ impl Gateway {
     }
 
     /// Answer from the cache (as JSON, or replayed as SSE for a streaming request).
-    async fn serve_cached(
+    async fn serve_cached<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         body: Bytes,
         stream: bool,
@@ -674,13 +675,13 @@ impl Gateway {
     }
 
     /// Write a gateway-made error (Anthropic shape + `x-sluice-reason`).
-    async fn respond_error(
+    async fn respond_error<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         e: &GatewayError,
     ) -> Result<()> {
-        if session.response_written().is_some() {
+        if session.response_written() {
             return Ok(());
         }
         let body = e.body(&ctx.request_id);
@@ -723,7 +724,7 @@ impl Gateway {
 
 impl Gateway {
     /// Counters, histograms and the usage book for one finished request.
-    fn record_metrics(&self, session: &Session, ctx: &mut Ctx) {
+    fn record_metrics<D: Downstream>(&self, session: &D, ctx: &mut Ctx) {
         let m = &*METRICS;
         let tenant = ctx.tenant.as_deref();
         let tenant_l = tenant.map_or("", |t| t.name.as_str());
@@ -864,7 +865,7 @@ impl Gateway {
 }
 
 /// Read the whole request body, refusing (without reading further) anything over `max`.
-async fn read_body(session: &mut Session, max: u64) -> Result<Bytes, Failure> {
+async fn read_body<D: Downstream>(session: &mut D, max: u64) -> Result<Bytes, Failure> {
     let too_large = || Failure::Gateway(GatewayError::BodyTooLarge { limit: max });
     let declared = session
         .req_header()
@@ -903,15 +904,22 @@ async fn read_body(session: &mut Session, max: u64) -> Result<Bytes, Failure> {
     })
 }
 
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+impl Gateway {
+    /// One request, start to finish, on any [`Downstream`]: sluice's HTTP/1 front end
+    /// calls this; the `ProxyHttp` hooks of [`H2Gateway`] run the same four steps for
+    /// HTTP/2 connections served by Pingora.
+    pub async fn serve<D: Downstream>(&self, session: &mut D) {
+        let mut ctx = Ctx::new();
+        self.begin(session, &mut ctx);
+        if let Err(e) = self.answer(session, &mut ctx).await {
+            self.fail(session, &e, &mut ctx).await;
+            session.set_keepalive(None);
+        }
+        self.finish(session, &mut ctx).await;
     }
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    /// Request id, client address, config snapshot, keepalive.
+    fn begin<D: Downstream>(&self, session: &mut D, ctx: &mut Ctx) {
         ctx.start = Instant::now();
         ctx.request_id = client_request_id(
             session
@@ -921,52 +929,34 @@ impl ProxyHttp for Gateway {
                 .map(|v| v.as_bytes()),
         )
         .unwrap_or_else(new_request_id);
-        ctx.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        ctx.client_ip = session.client_ip();
         let cfg = self.config.load_full();
-        if !session.is_process_shutting_down() {
-            let local = session
-                .server_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.port());
-            let idle = cfg
-                .listeners
-                .iter()
-                .find(|l| Some(l.addr.port()) == local)
-                .or(cfg.listeners.first())
-                .map(|l| l.keepalive_idle.as_secs().max(1));
+        if !session.shutting_down() {
+            let idle =
+                listener_for(&cfg, session.local_port()).map(|l| l.keepalive_idle.as_secs().max(1));
             session.set_keepalive(idle);
         }
         ctx.cfg = Some(cfg);
-        Ok(())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    /// Answer the request: forward it, or refuse it with a gateway error.
+    async fn answer<D: Downstream>(&self, session: &mut D, ctx: &mut Ctx) -> Result<()> {
         let Some(cfg) = ctx.cfg.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no config snapshot");
         };
         let e = match self.handle(session, ctx, &cfg).await {
-            Ok(()) => return Ok(true),
+            Ok(()) => return Ok(()),
             Err(Failure::Gateway(e)) => e,
             Err(Failure::Abort(e)) => return Err(e),
         };
-        self.respond_error(session, ctx, &e).await?;
-        Ok(true)
+        self.respond_error(session, ctx, &e).await
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        // Every request is answered in request_filter; reaching here is a bug.
-        Error::e_explain(
-            ErrorType::InternalError,
-            "sluice drives upstream exchanges itself",
-        )
-    }
-
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    /// The exchange failed: answer with an error if nothing was sent yet. The status
+    /// sent (0: none).
+    async fn fail<D: Downstream>(&self, session: &mut D, e: &Error, ctx: &mut Ctx) -> u16 {
         let mut code = 0;
-        if session.response_written().is_none() {
+        if !session.response_written() {
             let ge = match (e.esource(), e.etype()) {
                 (
                     ErrorSource::Downstream,
@@ -987,18 +977,11 @@ impl ProxyHttp for Gateway {
         if ctx.error.is_none() {
             ctx.error = Some(e.etype().as_str().to_string());
         }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
+        code
     }
 
-    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _e: &Error) -> bool {
-        // Broken streams and client disconnects are recorded in the access log.
-        ctx.error.is_some()
-    }
-
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    /// Settle limits, record metrics, write the access and audit logs.
+    async fn finish<D: Downstream>(&self, session: &mut D, ctx: &mut Ctx) {
         if let Some(guard) = ctx.limit_guard.take() {
             let u = &ctx.usage;
             // Cache reads are not counted against limits (as with Anthropic's own).
@@ -1064,6 +1047,75 @@ impl ProxyHttp for Gateway {
             ctx.audit_request.as_deref(),
             ctx.audit_response.as_deref(),
         );
+    }
+}
+
+impl Gateway {
+    /// For a connection on `port`: how long it may idle between requests, and how many
+    /// requests it may carry (0: no limit).
+    pub fn connection_limits(&self, port: Option<u16>) -> (Duration, u32) {
+        let cfg = self.config.load();
+        listener_for(&cfg, port).map_or((Duration::from_secs(60), 0), |l| {
+            (
+                l.keepalive_idle.max(Duration::from_secs(1)),
+                l.keepalive_max_requests,
+            )
+        })
+    }
+}
+
+/// The listener a connection arrived on (by local port), else the first.
+fn listener_for(cfg: &Config, port: Option<u16>) -> Option<&crate::config::Listener> {
+    cfg.listeners
+        .iter()
+        .find(|l| Some(l.addr.port()) == port)
+        .or(cfg.listeners.first())
+}
+
+/// The gateway as Pingora `ProxyHttp` hooks, for HTTP/2 connections (which Pingora's
+/// `HttpProxy` serves): each hook is one step of [`Gateway::serve`].
+pub struct H2Gateway(pub Arc<Gateway>);
+
+#[async_trait]
+impl ProxyHttp for H2Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new()
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        self.0.begin(session, ctx);
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.0.answer(session, ctx).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // Every request is answered in request_filter; reaching here is a bug.
+        Error::e_explain(
+            ErrorType::InternalError,
+            "sluice drives upstream exchanges itself",
+        )
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        FailToProxy {
+            error_code: self.0.fail(session, e, ctx).await,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _e: &Error) -> bool {
+        // Broken streams and client disconnects are recorded in the access log.
+        ctx.error.is_some()
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        self.0.finish(session, ctx).await;
     }
 }
 

@@ -5,11 +5,12 @@ use crate::admin::AdminApp;
 use crate::background::Housekeeping;
 use crate::cache::ResponseCache;
 use crate::config::Config;
+use crate::downstream::app::Frontend;
 use crate::limit::Limiter;
 use crate::observe::access_log::AccessLog;
 use crate::observe::audit::AuditLog;
 use crate::observe::usage_book::UsageBook;
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, H2Gateway};
 use crate::relay::Relay;
 use crate::reload::Reloader;
 use arc_swap::ArcSwap;
@@ -18,7 +19,7 @@ use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TcpSocketOptions;
 use pingora::protocols::TcpKeepalive;
-use pingora::proxy::ProxyServiceBuilder;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -116,7 +117,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
         shared.load().redis.clone(),
     ));
     let status = Arc::new(crate::status::StatusBook::new());
-    let gateway = Gateway::new(
+    let gateway = Arc::new(Gateway::new(
         shared.clone(),
         relay,
         limiter.clone(),
@@ -125,17 +126,19 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<(), String> {
         usage.clone(),
         cache,
         status.clone(),
-    );
+    ));
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = listeners
         .iter()
         .map(|l| l.keepalive_max_requests)
         .min()
         .filter(|n| *n > 0);
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
-        .name("sluice")
-        .server_options(server_options)
-        .build();
+    // HTTP/1.x is served by sluice's own front end; HTTP/2 (TLS + ALPN) by Pingora's
+    // HttpProxy with the same gateway behind the ProxyHttp hooks (docs/architecture.md).
+    let mut h2 = HttpProxy::new(H2Gateway(gateway.clone()), server.configuration.clone());
+    h2.handle_init_modules();
+    h2.server_options = Some(server_options);
+    let mut proxy = Service::new("sluice".to_string(), Frontend::new(gateway, h2));
     for l in &listeners {
         match &l.tls {
             None => proxy.add_tcp_with_settings(&l.addr.to_string(), socket_options(l)),

@@ -11,6 +11,7 @@ mod h1client;
 pub mod h1wire;
 pub mod headers;
 
+use crate::downstream::Downstream;
 use crate::error::{stream_error_event, GatewayError};
 use crate::observe::metrics::METRICS;
 use crate::proxy::Ctx;
@@ -24,7 +25,6 @@ use pingora::connectors::TransportConnector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::ALPN;
-use pingora::proxy::Session;
 use pingora::tls::x509::X509;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::upstreams::peer::Peer;
@@ -178,9 +178,9 @@ impl Relay {
 
     /// Pick endpoint and key, send the request and read the response head — retrying
     /// on another key and/or endpoint, with backoff, as the upstream's policy allows.
-    async fn open(
+    async fn open<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         up: &Upstream,
         body: &Bytes,
@@ -265,7 +265,7 @@ impl Relay {
                 Ok(peer) => {
                     let r = tokio::select! {
                         r = self.send(&peer, &req, body, t.first_byte, deadline) => r,
-                        _ = client_gone(session) => {
+                        _ = session.client_gone() => {
                             ctx.error = Some("client went away before the response".into());
                             return Err(Failure::Abort(Error::explain(
                                 ErrorType::ConnectionClosed,
@@ -355,9 +355,9 @@ impl Relay {
 
     /// Send the request to `up` — retrying on another key and/or endpoint, with backoff,
     /// while nothing has reached the client — and stream the answer to the client.
-    pub async fn forward(
+    pub async fn forward<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         up: &Upstream,
         body: Bytes,
@@ -612,9 +612,9 @@ impl Relay {
     }
 
     /// Write one body chunk to the client (and the audit copy).
-    async fn send_body(
+    async fn send_body<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         chunk: Bytes,
     ) -> pingora::Result<()> {
@@ -632,9 +632,9 @@ impl Relay {
     }
 
     /// Emit whatever the stream filter still holds (end of stream or a break).
-    async fn flush_filter(
+    async fn flush_filter<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         filter: Option<&mut crate::filter::StreamFilter>,
         buf: &mut Vec<u8>,
@@ -653,9 +653,9 @@ impl Relay {
 
     /// Read the next upstream body chunk within the idle/total timeouts, watching for the
     /// client leaving meanwhile.
-    async fn read_chunk(
+    async fn read_chunk<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         upstream: &mut UpConn,
         idle: Duration,
         deadline: Instant,
@@ -674,7 +674,7 @@ impl Relay {
         let read = tokio::select! {
             biased;
             r = timeout(wait, upstream.read_body()) => r,
-            _ = client_gone(session) => {
+            _ = session.client_gone() => {
                 // Dropping the upstream session cancels the upstream request.
                 ctx.error = Some("client went away".into());
                 return Read::ClientGone(Error::explain(
@@ -828,9 +828,9 @@ impl Relay {
     /// The response already started and the upstream side broke: for SSE, end the stream
     /// with an `error` event so clients know it is incomplete; otherwise cut the
     /// connection (a truncated body must not look complete).
-    async fn break_stream(
+    async fn break_stream<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut Ctx,
         is_sse: bool,
         what: &str,
@@ -853,18 +853,6 @@ impl Relay {
             ErrorType::ReadError,
             format!("upstream stream interrupted: {what}"),
         )))
-    }
-}
-
-/// Resolves when the client closes its connection (or resets its h2 stream); never
-/// otherwise. Stray bytes from the client (a pipelined request) are ignored here.
-async fn client_gone(session: &mut Session) {
-    loop {
-        match session.as_downstream_mut().read_body_or_idle(true).await {
-            Err(_) => return,
-            Ok(Some(_)) => continue,
-            Ok(None) => std::future::pending::<()>().await,
-        }
     }
 }
 
