@@ -29,6 +29,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Room made in the read buffer before each read.
 const READ_SIZE: usize = 2048;
+/// Room made in the read buffer before each read of a request body (Pingora's and
+/// nginx's body buffer size): large bodies arrive in few reads.
+const BODY_READ_SIZE: usize = 64 << 10;
 /// Bytes kept from a client that sends more while its response streams (a pipelined
 /// request); past this, sluice stops reading until the response is done.
 const MAX_PIPELINED: usize = wire::MAX_HEAD;
@@ -98,7 +101,15 @@ impl Conn {
 }
 
 async fn read_some(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    buf.reserve(READ_SIZE);
+    read_up_to(stream, buf, READ_SIZE).await
+}
+
+async fn read_up_to(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    room: usize,
+) -> std::io::Result<usize> {
+    buf.reserve(room);
     stream.read_buf(buf).await
 }
 
@@ -273,7 +284,7 @@ impl Downstream for H1Session {
             }
             match timeout(
                 READ_TIMEOUT,
-                read_some(&mut self.conn.stream, &mut self.conn.buf),
+                read_up_to(&mut self.conn.stream, &mut self.conn.buf, BODY_READ_SIZE),
             )
             .await
             {
