@@ -104,6 +104,13 @@ fn post(path: &str, body: &str, extra: &str) -> String {
     )
 }
 
+/// Send one count_tokens request with `body` on the connection and read its answer.
+fn count_tokens(w: &mut TcpStream, r: &mut BufReader<TcpStream>, body: &str) -> Resp {
+    w.write_all(post("/v1/messages/count_tokens", body, "").as_bytes())
+        .unwrap();
+    read_resp(r)
+}
+
 #[test]
 fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let (_mock, url) = start_mock();
@@ -165,9 +172,7 @@ fn chunked_request_bodies_and_100_continue() {
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     assert!(resp.json()["input_tokens"].as_u64().unwrap() > 0);
     // Same connection, next request with a plain length.
-    w.write_all(post("/v1/messages/count_tokens", &body, "").as_bytes())
-        .unwrap();
-    assert_eq!(read_resp(&mut r).status, 200);
+    assert_eq!(count_tokens(&mut w, &mut r, &body).status, 200);
 }
 
 #[test]
@@ -207,9 +212,7 @@ fn an_early_refusal_keeps_the_connection_when_the_body_was_received() {
     assert_eq!(resp.status, 401);
     assert_eq!(resp.header("x-sluice-reason"), Some("auth.invalid_key"));
     assert_eq!(resp.header("connection"), Some("keep-alive"));
-    w.write_all(post("/v1/messages/count_tokens", &body, "").as_bytes())
-        .unwrap();
-    assert_eq!(read_resp(&mut r).status, 200);
+    assert_eq!(count_tokens(&mut w, &mut r, &body).status, 200);
 }
 
 #[test]
@@ -264,9 +267,7 @@ fn keepalive_limits_close_idle_connections_and_count_requests() {
     // The second request on a connection is its last.
     let (mut w, mut r) = connect(&gw);
     for i in 0..2 {
-        w.write_all(post("/v1/messages/count_tokens", &count_tokens_body(i), "").as_bytes())
-            .unwrap();
-        let resp = read_resp(&mut r);
+        let resp = count_tokens(&mut w, &mut r, &count_tokens_body(i));
         assert_eq!(resp.status, 200);
         let want = if i == 0 { "keep-alive" } else { "close" };
         assert_eq!(resp.header("connection"), Some(want));
@@ -274,9 +275,10 @@ fn keepalive_limits_close_idle_connections_and_count_requests() {
     assert!(closed(&mut r));
     // An idle connection is closed after `idle`.
     let (mut w, mut r) = connect(&gw);
-    w.write_all(post("/v1/messages/count_tokens", &count_tokens_body(9), "").as_bytes())
-        .unwrap();
-    assert_eq!(read_resp(&mut r).status, 200);
+    assert_eq!(
+        count_tokens(&mut w, &mut r, &count_tokens_body(9)).status,
+        200
+    );
     let t = Instant::now();
     assert!(closed(&mut r));
     let waited = t.elapsed();

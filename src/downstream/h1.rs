@@ -35,6 +35,8 @@ const BODY_READ_SIZE: usize = 64 << 10;
 /// Bytes kept from a client that sends more while its response streams (a pipelined
 /// request); past this, sluice stops reading until the response is done.
 const MAX_PIPELINED: usize = wire::MAX_HEAD;
+/// Largest scratch buffer kept for the next request or chunk.
+const SCRATCH_KEEP: usize = 4 << 10;
 /// Bodies up to this size are copied behind their chunk-size line (one write); larger
 /// ones are written in three.
 const COALESCE_MAX: usize = 16 << 10;
@@ -44,6 +46,8 @@ const COALESCE_MAX: usize = 16 << 10;
 pub struct Conn {
     pub stream: Stream,
     pub buf: BytesMut,
+    /// Where response heads and chunk framing are assembled, reused across requests.
+    out: Vec<u8>,
 }
 
 /// What waiting for the next request gave.
@@ -61,6 +65,7 @@ impl Conn {
         Conn {
             stream,
             buf: BytesMut::new(),
+            out: Vec::new(),
         }
     }
 
@@ -77,8 +82,14 @@ impl Conn {
                 if *shutdown.borrow() {
                     return Next::Closed;
                 }
-                // An idle connection holds no buffer.
-                self.buf = BytesMut::new();
+                // An idle connection keeps at most a small read buffer (a large one
+                // was grown for a request body).
+                if self.buf.capacity() > 2 * READ_SIZE {
+                    self.buf = BytesMut::new();
+                }
+                if self.out.capacity() > SCRATCH_KEEP {
+                    self.out = Vec::new();
+                }
                 let mut sd = shutdown.clone();
                 let stop = async move {
                     if sd.changed().await.is_err() {
@@ -98,6 +109,20 @@ impl Conn {
             }
         }
     }
+}
+
+/// An error on the client's side of the exchange.
+fn client_error(
+    etype: ErrorType,
+    context: &'static str,
+    cause: Option<std::io::Error>,
+) -> Box<Error> {
+    let mut e = match cause {
+        Some(c) => Error::because(etype, context, c),
+        None => Error::explain(etype, context),
+    };
+    e.as_down();
+    e
 }
 
 async fn read_some(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<usize> {
@@ -137,7 +162,6 @@ pub struct H1Session {
     out: Option<Out>,
     out_done: bool,
     failed: bool,
-    scratch: Vec<u8>,
     client_ip: Option<IpAddr>,
     local_port: Option<u16>,
     shutting_down: bool,
@@ -168,7 +192,6 @@ impl H1Session {
             out: None,
             out_done: false,
             failed: false,
-            scratch: Vec::new(),
             client_ip,
             local_port,
             shutting_down,
@@ -225,16 +248,19 @@ impl H1Session {
         }
     }
 
+    /// Record a failed write (the connection cannot be reused) as a client error.
+    fn write_failed(&mut self, e: std::io::Error) -> Box<Error> {
+        self.failed = true;
+        client_error(ErrorType::WriteError, "writing the response", Some(e))
+    }
+
     async fn write_and_flush(&mut self, wire: &[u8]) -> pingora::Result<()> {
         let r = async {
             self.conn.stream.write_all(wire).await?;
             self.conn.stream.flush().await
         }
         .await;
-        r.map_err(|e| {
-            self.failed = true;
-            Error::because(ErrorType::WriteError, "writing the response", e)
-        })
+        r.map_err(|e| self.write_failed(e))
     }
 
     async fn finish_body(&mut self) -> pingora::Result<()> {
@@ -279,32 +305,28 @@ impl Downstream for H1Session {
                 Ok(None) => {}
                 Err(e) => {
                     self.failed = true;
-                    return Error::e_explain(ErrorType::InvalidHTTPHeader, e.to_string());
+                    let mut err = Error::explain(ErrorType::InvalidHTTPHeader, e.to_string());
+                    err.as_down();
+                    return Err(err);
                 }
             }
-            match timeout(
+            let read = timeout(
                 READ_TIMEOUT,
                 read_up_to(&mut self.conn.stream, &mut self.conn.buf, BODY_READ_SIZE),
             )
-            .await
-            {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(Ok(_)) => {
-                    self.failed = true;
-                    return Error::e_explain(
-                        ErrorType::ConnectionClosed,
-                        "client closed the connection before the body was complete",
-                    );
-                }
-                Ok(Err(e)) => {
-                    self.failed = true;
-                    return Error::e_because(ErrorType::ReadError, "reading the request body", e);
-                }
-                Err(_) => {
-                    self.failed = true;
-                    return Error::e_explain(ErrorType::ReadTimedout, "reading the request body");
-                }
-            }
+            .await;
+            let (etype, context, cause) = match read {
+                Ok(Ok(n)) if n > 0 => continue,
+                Ok(Ok(_)) => (
+                    ErrorType::ConnectionClosed,
+                    "client closed the connection before the body was complete",
+                    None,
+                ),
+                Ok(Err(e)) => (ErrorType::ReadError, "reading the request body", Some(e)),
+                Err(_) => (ErrorType::ReadTimedout, "reading the request body", None),
+            };
+            self.failed = true;
+            return Err(client_error(etype, context, cause));
         }
     }
 
@@ -348,16 +370,15 @@ impl Downstream for H1Session {
             Out::Close
         };
         let keep = self.will_keep_alive();
-        resp.insert_header(http::header::DATE, get_cached_date())?;
-        resp.insert_header(
-            http::header::CONNECTION,
-            if keep { "keep-alive" } else { "close" },
-        )?;
         if !keep {
             self.keepalive = None;
         }
-        let mut wire = std::mem::take(&mut self.scratch);
+        // `date` and `connection` are sluice's own (written below, not put in the map).
+        resp.remove_header(&http::header::DATE);
+        resp.remove_header(&http::header::CONNECTION);
+        let wire = &mut self.conn.out;
         wire.clear();
+        wire.reserve(512);
         wire.extend_from_slice(b"HTTP/1.1 ");
         wire.extend_from_slice(status.as_str().as_bytes());
         wire.push(b' ');
@@ -367,16 +388,19 @@ impl Downstream for H1Session {
             .unwrap_or("");
         wire.extend_from_slice(reason.as_bytes());
         wire.extend_from_slice(b"\r\n");
-        resp.header_to_h1_wire(&mut wire);
-        wire.extend_from_slice(b"\r\n");
+        resp.header_to_h1_wire(wire);
+        wire.extend_from_slice(b"date: ");
+        wire.extend_from_slice(get_cached_date().as_bytes());
+        wire.extend_from_slice(if keep {
+            b"\r\nconnection: keep-alive\r\n\r\n"
+        } else {
+            b"\r\nconnection: close\r\n\r\n"
+        });
         self.out = Some(out);
         // The head waits in the stream's write buffer for the first body piece (one
         // send for a small answer), unless there is no body to come.
-        let r = self.conn.stream.write_all(&wire).await;
-        self.scratch = wire;
-        if let Err(e) = r {
-            self.failed = true;
-            return Error::e_because(ErrorType::WriteError, "writing the response head", e);
+        if let Err(e) = self.conn.stream.write_all(&self.conn.out).await {
+            return Err(self.write_failed(e));
         }
         if end || out == Out::Length(0) {
             return self.finish_body().await;
@@ -400,39 +424,26 @@ impl Downstream for H1Session {
                 }
                 Out::Close => self.write_and_flush(&data).await?,
                 Out::Chunked => {
-                    let mut wire = std::mem::take(&mut self.scratch);
-                    wire.clear();
-                    push_hex(&mut wire, data.len());
-                    wire.extend_from_slice(b"\r\n");
-                    let r = if data.len() <= COALESCE_MAX {
-                        wire.extend_from_slice(&data);
-                        wire.extend_from_slice(b"\r\n");
-                        self.write_and_flush(&wire).await
-                    } else {
-                        let r = self.conn.stream.write_all(&wire).await;
-                        match r {
-                            Ok(()) => {
-                                let r = self.conn.stream.write_all(&data).await;
-                                match r {
-                                    Ok(()) => self.write_and_flush(b"\r\n").await,
-                                    Err(e) => {
-                                        self.failed = true;
-                                        Error::e_because(
-                                            ErrorType::WriteError,
-                                            "writing the response",
-                                            e,
-                                        )
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                self.failed = true;
-                                Error::e_because(ErrorType::WriteError, "writing the response", e)
-                            }
+                    let conn = &mut self.conn;
+                    conn.out.clear();
+                    push_hex(&mut conn.out, data.len());
+                    conn.out.extend_from_slice(b"\r\n");
+                    let r = async {
+                        if data.len() <= COALESCE_MAX {
+                            conn.out.extend_from_slice(&data);
+                            conn.out.extend_from_slice(b"\r\n");
+                            conn.stream.write_all(&conn.out).await?;
+                        } else {
+                            conn.stream.write_all(&conn.out).await?;
+                            conn.stream.write_all(&data).await?;
+                            conn.stream.write_all(b"\r\n").await?;
                         }
-                    };
-                    self.scratch = wire;
-                    r?;
+                        conn.stream.flush().await
+                    }
+                    .await;
+                    if let Err(e) = r {
+                        return Err(self.write_failed(e));
+                    }
                 }
             }
         }
