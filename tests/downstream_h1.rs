@@ -5,77 +5,15 @@
 mod common;
 
 use common::*;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-/// One parsed response.
-struct Resp {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
 
 fn connect(gw: &common::Gateway) -> (TcpStream, BufReader<TcpStream>) {
     let sock = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let r = BufReader::new(sock.try_clone().unwrap());
     (sock, r)
-}
-
-/// Read one response: interim (1xx) heads are returned too. Bodies are de-chunked;
-/// without a length or chunking, read until the server closes.
-fn read_resp(r: &mut BufReader<TcpStream>) -> Resp {
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 "), "status line: {line:?}");
-    let status: u16 = line[9..12].parse().unwrap();
-    let mut headers = HashMap::new();
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l).unwrap();
-        if l == "\r\n" {
-            break;
-        }
-        let (k, v) = l.split_once(':').expect("header line");
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-    }
-    let mut body = Vec::new();
-    if (100..200).contains(&status) {
-    } else if let Some(n) = headers.get("content-length") {
-        body = vec![0; n.parse().unwrap()];
-        r.read_exact(&mut body).unwrap();
-    } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).unwrap();
-            let n = usize::from_str_radix(size.trim(), 16).unwrap();
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk).unwrap();
-            assert_eq!(&chunk[n..], b"\r\n");
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else {
-        r.read_to_end(&mut body).unwrap();
-    }
-    Resp {
-        status,
-        headers,
-        body,
-    }
 }
 
 /// The server closed the connection (EOF, or reset) within a few seconds.

@@ -40,10 +40,12 @@ fn upstream(idle_close: Duration, answer: fn(usize) -> Vec<u8>) -> Upstream {
                         return;
                     }
                     let resp = answer(n);
+                    // Counted before the write: the client may read the answer and
+                    // check the count before this thread runs again.
+                    ans.fetch_add(1, Ordering::SeqCst);
                     if c.write_all(&resp).is_err() {
                         return;
                     }
-                    ans.fetch_add(1, Ordering::SeqCst);
                     if String::from_utf8_lossy(&resp)
                         .to_ascii_lowercase()
                         .contains("connection: close")
@@ -90,22 +92,35 @@ fn closing_answer(_: usize) -> Vec<u8> {
 }
 
 /// `n` requests one after another on one client connection, `pause` apart; every one
-/// must be a 200 with the upstream's body.
+/// must be a 200 with the upstream's body. A raw connection, not a pooled HTTP client:
+/// a client pool may open a second connection when it races its own keep-alive
+/// bookkeeping, and that connection can land on another worker thread (another idle
+/// list), which would make the connection counts below meaningless.
 async fn sequential(gw: &Gateway, n: usize, pause: Duration) {
-    let c = client();
-    for i in 0..n {
-        let r = c
-            .post(gw.url("/v1/messages"))
-            .header("x-api-key", TENANT_KEY)
-            .json(&message_body(false))
-            .send()
-            .await
+    let port = gw.port;
+    tokio::task::spawn_blocking(move || {
+        let sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut w = sock.try_clone().expect("clone");
+        let mut r = std::io::BufReader::new(sock);
+        let body = message_body(false).to_string();
+        for i in 0..n {
+            write!(
+                w,
+                "POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {TENANT_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
             .expect("send");
-        assert_eq!(r.status(), 200, "request {i}");
-        let body: serde_json::Value = r.json().await.expect("json");
-        assert_eq!(body["content"][0]["text"], "hi", "request {i}");
-        tokio::time::sleep(pause).await;
-    }
+            let resp = read_resp(&mut r);
+            assert_eq!(resp.status, 200, "request {i}");
+            assert_eq!(resp.header("connection"), Some("keep-alive"), "request {i}");
+            assert_eq!(resp.json()["content"][0]["text"], "hi", "request {i}");
+            std::thread::sleep(pause);
+        }
+    })
+    .await
+    .expect("client thread");
 }
 
 #[tokio::test(flavor = "multi_thread")]
